@@ -1,0 +1,1 @@
+"""Services shared by the admin API and the CLI."""

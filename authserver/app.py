@@ -1,0 +1,105 @@
+"""create_app: all wiring, in a fixed order. Per-app objects live in
+``app.extensions["authserver"]`` (extensions.Services); there is no module-level state."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import audit, errors, logs, metrics
+from .config import Settings
+from .db import make_engine, make_session_factory
+from .extensions import Services, close_db_session
+from .keyring import KeySet, Signer
+from .security import material
+from .security.aead import Sealer
+from .security.tokens import Digester
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    # 1. Settings: validated before anything else is built.
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer_is_https,
+        JSON_SORT_KEYS=False,
+    )
+
+    # 2. Client address and scheme: only as many proxy hops as the operator trusts.
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    # 3. Storage and key material.
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    mat = material.load(settings.keys_path, settings.kek, settings.pepper)
+    sealer = Sealer(mat.keks)
+    keyset = KeySet(session_factory, sealer, settings)
+    app.extensions["authserver"] = Services(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory,
+        sealer=sealer,
+        digester=Digester(mat.pepper),
+        keyset=keyset,
+        signer=Signer(keyset),
+    )
+    app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
+
+    # 4. Per-request context: request id, audit context, session teardown, metrics.
+    _install_request_hooks(app)
+    errors.register(app)
+
+    # 5. Features, each a blueprint over its own services.
+    from .web import ops, well_known
+
+    app.register_blueprint(well_known.bp)
+    app.register_blueprint(ops.bp)
+    for register in _feature_registrars():
+        register(app)
+    return app
+
+
+def _feature_registrars():
+    """Blueprints added by later features register here, in order."""
+    return []
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _begin() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.audit_token = audit.current_context.set(
+            audit.RequestContext(ip=request.remote_addr, request_id=g.request_id)
+        )
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.teardown_request
+    def _teardown(exc=None) -> None:
+        close_db_session(exc)
+        token = g.pop("audit_token", None)
+        if token is not None:
+            audit.current_context.reset(token)

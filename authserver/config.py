@@ -1,0 +1,245 @@
+"""Settings: one frozen, validated object built from ``AUTHSERVER_*`` environment variables.
+
+Nothing else in the package reads ``os.environ``. Every setting is documented here, where it
+is defined; README's settings table mirrors this file. A bad value raises ``ConfigError`` whose
+message is one line naming the variable, and start-up stops there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "AUTHSERVER_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def _setting(default, doc: str, parse=None):
+    return field(default=default, metadata={"doc": doc, "parse": parse})
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{PREFIX}{name}: expected true or false, got {raw!r}")
+
+
+def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+\s*$", re.IGNORECASE)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_DB_SCHEMES = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str = _setting(
+        "http://127.0.0.1:8000",
+        "Issuer URL (iss of every token). https:// unless the host is loopback; no query or "
+        "fragment; a trailing slash is removed.",
+    )
+    database_url: str = _setting(
+        "sqlite:///var/authserver.db",
+        "SQLAlchemy URL. sqlite (embedded default, relative paths are relative to the working "
+        "directory) or postgresql+psycopg:// for production.",
+    )
+    ratelimit_storage_url: str = _setting(
+        "memory://", "Flask-Limiter storage: memory:// for one process, redis://… for several."
+    )
+    keys_dir: str = _setting(
+        "keys/",
+        "Directory for key material that is not in the database: the key-encryption keys "
+        "(file kek) and the secret pepper (file pepper), both created by `authserver init` "
+        "with mode 0600.",
+    )
+    kek: str = _setting(
+        "",
+        "Key-encryption keys given by environment instead of keys_dir/kek: comma-separated "
+        "`id:base64url(32 bytes)`; the first encrypts, all decrypt (rotation of the KEK).",
+    )
+    pepper: str = _setting(
+        "",
+        "Secret pepper for HMAC digests of client secrets, tokens and codes, given by "
+        "environment instead of keys_dir/pepper (base64url, at least 32 bytes).",
+    )
+    access_token_ttl: int = _setting(600, "Access token lifetime, seconds.")
+    refresh_token_ttl: int = _setting(2592000, "Refresh token lifetime, seconds (30 days).")
+    id_token_ttl: int = _setting(600, "ID token lifetime, seconds.")
+    code_ttl: int = _setting(60, "Authorization code lifetime, seconds.")
+    max_client_token_ttl: int = _setting(
+        86400,
+        "Upper bound for a client's access_token_ttl override, seconds. Retired signing keys "
+        "stay published this long (or the global TTLs, whichever is larger).",
+    )
+    key_rotation_days: int = _setting(
+        30, "Automatic signing-key rotation period in days; 0 turns the schedule off."
+    )
+    jwks_max_age: int = _setting(
+        300,
+        "Cache lifetime (seconds) announced on the JWKS. A pending key is published at least "
+        "this long before scheduled rotation lets it sign.",
+    )
+    key_refresh_seconds: int = _setting(
+        2,
+        "How often each process re-reads the key set's version from the database; bounds the "
+        "time until every instance signs with a newly promoted key (must be below 5).",
+    )
+    access_token_alg: str = _setting(
+        "ES256", "Signing algorithm of access tokens: ES256 (fast) or RS256."
+    )
+    max_body_bytes: int = _setting(65536, "Larger request bodies get 413.")
+    ratelimit_login: str = _setting("5/5minutes", "Failed logins per (username, client IP).")
+    ratelimit_login_ip: str = _setting("30/minute", "Login form posts per client IP.")
+    ratelimit_token: str = _setting("300/minute", "Token endpoint requests per client.")
+    trusted_proxies: int = _setting(
+        0, "Reverse-proxy hops whose X-Forwarded-For/-Proto are trusted; 0 trusts none."
+    )
+    allow_private_jwks_uri: bool = _setting(
+        False, "Let clients' jwks_uri point at loopback/private addresses (off: SSRF guard)."
+    )
+    log_level: str = _setting("INFO", "Application log level (the authlib logger stays at INFO+).")
+
+    # -- derived -------------------------------------------------------------------------
+
+    @property
+    def issuer_is_https(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def max_token_lifetime(self) -> int:
+        """Longest life of anything a signing key signs: how long a retired key stays."""
+        return max(self.access_token_ttl, self.id_token_ttl, self.max_client_token_ttl)
+
+    @property
+    def keys_path(self) -> Path:
+        return Path(self.keys_dir)
+
+    # -- construction ---------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issuer", _validate_issuer(self.issuer))
+        _validate_database_url(self.database_url)
+        _validate_storage_url(self.ratelimit_storage_url)
+        for name in ("ratelimit_login", "ratelimit_login_ip", "ratelimit_token"):
+            if not _RATE.match(getattr(self, name)):
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()}: expected a rate like 5/minute, "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name in ("access_token_ttl", "refresh_token_ttl", "id_token_ttl", "code_ttl",
+                     "max_client_token_ttl", "max_body_bytes", "jwks_max_age"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()}: must be at least 1")
+        if not 1 <= self.key_refresh_seconds <= 4:
+            raise ConfigError(f"{PREFIX}KEY_REFRESH_SECONDS: must be between 1 and 4")
+        if self.access_token_alg not in ("ES256", "RS256"):
+            raise ConfigError(f"{PREFIX}ACCESS_TOKEN_ALG: must be ES256 or RS256")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from ``AUTHSERVER_*`` variables; ``overrides`` win (tests)."""
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field, raw: str):
+    name = f.name.upper()
+    if f.type in ("bool", bool):
+        return _parse_bool(name, raw)
+    if f.type in ("int", int):
+        return _parse_int(name, raw)
+    return raw.strip()
+
+
+def _validate_issuer(issuer: str) -> str:
+    name = PREFIX + "ISSUER"
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: expected an http(s) URL, got {issuer!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name}: must not have a query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(f"{name}: must use https:// unless the host is loopback")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}: invalid port in {issuer!r}") from None
+    return issuer.rstrip("/")
+
+
+def _validate_database_url(url: str) -> None:
+    name = PREFIX + "DATABASE_URL"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL") from None
+    if parsed.get_backend_name() not in _DB_SCHEMES:
+        raise ConfigError(
+            f"{name}: unsupported database {parsed.get_backend_name()!r} (sqlite or postgresql)"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() not in (
+        "psycopg",
+        "postgresql",  # bare postgresql:// is rewritten to psycopg in db.py
+    ):
+        raise ConfigError(f"{name}: use postgresql+psycopg:// (psycopg 3)")
+
+
+def _validate_storage_url(url: str) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
+        raise ConfigError(f"{PREFIX}RATELIMIT_STORAGE_URL: expected memory:// or redis://…")
+
+
+def describe() -> list[tuple[str, object, str]]:
+    """(variable, default, doc) for every setting: README and `authserver --help` use it."""
+    return [
+        (PREFIX + f.name.upper(), f.default, f.metadata.get("doc", ""))
+        for f in dataclasses.fields(Settings)
+    ]

@@ -1,0 +1,79 @@
+"""The one place errors become responses.
+
+APIs answer RFC 6749-style JSON ``{"error", "error_description"}``; anything unexpected becomes
+``{"error": "server_error"}`` with the request id, and the server log gets the exception's type
+and where it happened, never its message (which may hold SQL, parameters or secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("authserver.errors")
+
+# HTTP status -> RFC-style error code for generic HTTP failures.
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "invalid_request",
+    415: "invalid_request",
+    429: "too_many_requests",
+}
+
+_DESCRIPTIONS = {
+    404: "no such endpoint",
+    405: "method not allowed",
+    413: "request body too large",
+    415: "unsupported media type",
+}
+
+
+def json_error(status: int, error: str, description: str | None = None,
+               headers: dict | None = None, **extra) -> Response:
+    body = {"error": error}
+    if description:
+        body["error_description"] = description
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if isinstance(exc.response, Response):  # an explicit response: keep it
+        return exc.response
+    code = _HTTP_CODES.get(status, "invalid_request" if status < 500 else "server_error")
+    response = json_error(status, code, _DESCRIPTIONS.get(status))
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/authserver/" in f.filename] or frames
+    if not ours:
+        return "?"
+    last = ours[-1]
+    return f"{last.filename.rsplit('/authserver/', 1)[-1]}:{last.lineno} in {last.name}"
+
+
+def _unexpected(exc: Exception) -> Response:
+    request_id = g.get("request_id")
+    log.error("unhandled %s at %s request_id=%s", type(exc).__name__, _where(exc), request_id)
+    return json_error(500, "server_error", "internal error", request_id=request_id)
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,44 @@
+"""The per-app objects, built once in create_app and kept in app.extensions["authserver"]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app, g
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .keyring import KeySet, Signer
+from .security.aead import Sealer
+from .security.tokens import Digester
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    sealer: Sealer
+    digester: Digester
+    keyset: KeySet
+    signer: Signer
+    extra: dict = field(default_factory=dict)  # per-feature objects (limiter, oauth server …)
+
+
+def services(app: Flask | None = None) -> Services:
+    return (app or current_app).extensions["authserver"]
+
+
+def db_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    session = g.get("_authserver_session")
+    if session is None:
+        session = g._authserver_session = services().session_factory()
+    return session
+
+
+def close_db_session(_exc=None) -> None:
+    session = g.pop("_authserver_session", None)
+    if session is not None:
+        session.close()

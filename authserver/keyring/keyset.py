@@ -1,0 +1,116 @@
+"""The key set as one process sees it: loaded once, re-read when its version changes.
+
+Every ``refresh_seconds`` (≤ 4 s) the first caller asks the database for the key-set version,
+one indexed single-row read; only a changed version reloads and unseals keys. So every process
+signs with a newly promoted key within that bound (CONTRACT §4: within 5 seconds), and the hot
+path (signing, serving the JWKS) touches no database otherwise. The same tick runs the
+scheduled rotation and the purge of expired keys; the compare-and-swap in rotation.py makes
+exactly one process win when several notice at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import clock
+from ..config import Settings
+from ..db import transaction
+from ..models.signing_key import ACTIVE, SigningKey
+from ..security.aead import Sealer
+from . import rotation
+from .store import LoadedKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    keys: tuple[LoadedKey, ...]
+    signing: dict[str, LoadedKey]  # alg -> the one active key
+    jwks_body: bytes  # pre-encoded: served as is
+    active_since: object  # earliest activated_at among active keys (for the schedule)
+
+
+class KeySet:
+    def __init__(self, session_factory: Callable[[], Session], sealer: Sealer, settings: Settings):
+        self._session_factory = session_factory
+        self._sealer = sealer
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._checked_at = float("-inf")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        if time.monotonic() - self._checked_at >= self._settings.key_refresh_seconds:
+            self.refresh()
+        if self._snapshot is None:
+            raise RuntimeError("no signing keys")
+        return self._snapshot
+
+    def signing_key(self, alg: str) -> LoadedKey:
+        return self.snapshot().signing[alg]
+
+    def jwks_body(self) -> bytes:
+        return self.snapshot().jwks_body
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    # -- refresh ----------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read the version; reload on change; run scheduled maintenance."""
+        if not self._lock.acquire(blocking=self._snapshot is None or force):
+            return  # another thread is refreshing; the current snapshot is still good
+        try:
+            with self._session_factory() as session:
+                self._maintain(session)
+                version = rotation.read_version(session)
+                if force or self._snapshot is None or version != self._snapshot.version:
+                    self._snapshot = self._load(session, version)
+            self._checked_at = time.monotonic()
+        finally:
+            self._lock.release()
+
+    def _maintain(self, session: Session) -> None:
+        now = clock.now()
+        snap = self._snapshot
+        try:
+            with transaction(session):
+                if snap is None or not snap.signing:
+                    rotation.ensure_keys(session, self._sealer, now)
+                elif rotation.rotation_due(snap.active_since, self._settings, now):
+                    rotation.rotate(session, self._sealer, self._settings, now, scheduled=True,
+                                    expected_version=snap.version)
+                    log.info("signing keys rotated on schedule")
+            with transaction(session):
+                rotation.purge_expired(session, now)
+        except (rotation.RotationConflict, IntegrityError):
+            pass  # another process did it first; we load its result below
+
+    def _load(self, session: Session, version: int | None) -> Snapshot:
+        rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+        keys = tuple(LoadedKey.from_row(r, self._sealer) for r in rows)
+        signing = {k.alg: k for k in keys if k.state == ACTIVE}
+        activated = [r.activated_at for r in rows if r.state == ACTIVE and r.activated_at]
+        body = json.dumps({"keys": [k.public_jwk for k in keys]}, separators=(",", ":"))
+        return Snapshot(
+            version=version or 0,
+            keys=keys,
+            signing=signing,
+            jwks_body=body.encode(),
+            active_since=min(activated) if activated else None,
+        )

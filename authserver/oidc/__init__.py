@@ -1,0 +1,1 @@
+"""OpenID Connect on top of the OAuth 2 core."""

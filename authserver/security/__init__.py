@@ -1,0 +1,1 @@
+"""Security primitives: no Flask, no database."""

@@ -1,0 +1,1 @@
+"""Thin blueprints: parse the request, call one function, shape the response."""

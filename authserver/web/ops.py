@@ -1,0 +1,50 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from ..extensions import services
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    svc = services()
+    checks = {}
+    try:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: readiness is a yes/no for the balancer
+        log.warning("readiness: database unreachable (%s)", type(exc).__name__)
+        checks["database"] = "unreachable"
+    try:
+        snapshot = svc.keyset.snapshot()
+        checks["keys"] = "ok" if snapshot.signing else "missing"
+    except Exception as exc:
+        log.warning("readiness: keys not loaded (%s)", type(exc).__name__)
+        checks["keys"] = "missing"
+    ready = all(v == "ok" for v in checks.values())
+    response = jsonify(status="ready" if ready else "unavailable", checks=checks)
+    response.status_code = 200 if ready else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    from ..metrics import exposition
+
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,105 @@
+"""Shared fixtures.
+
+- ``database_url``: parametrised over the backends in use (SQLite always; PostgreSQL when
+  AUTHSERVER_TEST_DATABASE_URL is set), migrated once per worker, wiped after each test.
+- ``settings``: Settings for that database with fresh key material; overlay fields with
+  ``@pytest.mark.settings(field=value)``.
+- ``app`` / ``client``: the Flask app and its test client.
+- ``live_server``: a factory for real `authserver serve` processes, stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from authserver import clock, create_app
+from authserver.config import Settings
+from authserver.security import material
+from tests.support import live_server as live
+from tests.support.databases import PG_ENV, REDIS_ENV, Databases, backends
+
+
+def pytest_report_header(config):
+    redis = os.environ.get(REDIS_ENV)
+    return [f"authserver backends: {', '.join(backends())}; redis: {'yes' if redis else 'no'}"]
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory, worker_id):
+    dbs = Databases(tmp_path_factory.mktemp("db"), worker_id)
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture(params=backends())
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(databases, backend):
+    url = databases.url(backend)
+    databases.wipe(backend)
+    yield url
+    databases.wipe(backend)
+
+
+@pytest.fixture
+def keys_dir(tmp_path):
+    path = tmp_path / "keys"
+    material.ensure(path)
+    return path
+
+
+@pytest.fixture
+def settings(request, database_url, keys_dir) -> Settings:
+    overrides: dict = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        overrides.update(marker.kwargs)
+    return Settings(database_url=database_url, keys_dir=str(keys_dir), **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock():
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    application.extensions["authserver"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(settings):
+    servers: list[live.LiveServer] = []
+
+    def start(**kwargs) -> live.LiveServer:
+        server = live.start(kwargs.pop("settings", settings), **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.fail(f"{REDIS_ENV} is not set: this test needs Redis", pytrace=False)
+    return url
+
+
+__all__ = ["PG_ENV"]
