@@ -2,6 +2,20 @@
 
 from ..db import Base
 from .audit_event import AuditChainHead, AuditEvent
+from .client import Client
+from .grants import BrowserSession, Consent
 from .signing_key import KeyringState, SigningKey
+from .token_records import (
+    AuthorizationCode,
+    RefreshFamily,
+    RefreshToken,
+    RevokedToken,
+    UsedClientAssertion,
+)
+from .user import User
 
-__all__ = ["AuditChainHead", "AuditEvent", "Base", "KeyringState", "SigningKey"]
+__all__ = [
+    "AuditChainHead", "AuditEvent", "AuthorizationCode", "Base", "BrowserSession", "Client",
+    "Consent", "KeyringState", "RefreshFamily", "RefreshToken", "RevokedToken", "SigningKey",
+    "UsedClientAssertion", "User",
+]
