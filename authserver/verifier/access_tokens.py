@@ -76,8 +76,9 @@ class Verifier:
                  default_cache_ttl: float = 300.0,
                  fetch_jwks: Callable[[], Mapping[str, Any]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        """`fetch_jwks` replaces discovery + HTTP with a callable returning the JWK set (for
-        the authorization server guarding its own admin API); `clock` exists for tests."""
+        """`typ=None` drops the RFC 9068 type check (only for tokens that are not access
+        tokens). `fetch_jwks` replaces discovery + HTTP with a callable returning the JWK set
+        (for the authorization server guarding its own admin API); `clock` exists for tests."""
         try:
             check_url(issuer, "issuer")
         except ValueError as exc:

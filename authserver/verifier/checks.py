@@ -60,8 +60,9 @@ def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(scope.split(" "))
 
 
-def check_scopes(claims: Mapping[str, Any], required: Iterable[str]) -> None:
-    required = tuple(required)
+def check_scopes(claims: Mapping[str, Any], required: Iterable[str] | str) -> None:
+    # A plain string is read as a scope list ("a b"), not iterated character by character.
+    required = tuple(required.split()) if isinstance(required, str) else tuple(required)
     if required and not granted_scopes(claims).issuperset(required):
         # RFC 6750 §3.1: 403 insufficient_scope naming the scope(s) the resource needs.
         raise InsufficientScope(" ".join(required))

@@ -24,7 +24,7 @@ class FetchError(Exception):
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # makes urllib raise HTTPError for the 3xx instead of following it
 
 

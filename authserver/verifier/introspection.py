@@ -53,7 +53,6 @@ class IntrospectionVerifier:
         self._clock = clock
         self._cache: dict[bytes, tuple[float, dict[str, Any]]] = {}
         self._discovery_lock = threading.Lock()
-        self.request_count = 0
 
     def verify(self, token: str, scopes: Iterable[str] = ()) -> dict[str, Any]:
         try:
@@ -102,7 +101,6 @@ class IntrospectionVerifier:
 
     def _introspect(self, token: str) -> dict[str, Any]:
         body = urlencode({"token": token, "token_type_hint": "access_token"}).encode()
-        self.request_count += 1
         try:
             answer, _ = fetch_json(self._endpoint(), timeout=self.timeout, data=body, headers={
                 "Authorization": self._authorization,

@@ -79,7 +79,8 @@ class JwksCache:
         return self._keys.get(kid)
 
     def refresh(self) -> bool:
-        """Fetch now unless a fetch was attempted within the refetch interval."""
+        """Fetch now unless a fetch was attempted within the refetch interval (e.g. to warm
+        the cache when a resource server starts)."""
         return self._refresh(wait=True)
 
     def _refresh(self, *, wait: bool) -> bool:

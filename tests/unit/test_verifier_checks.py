@@ -121,6 +121,9 @@ def test_time_checks_with_leeway():
 def test_scope_checks():
     check_scopes({"scope": "a b c"}, ["a", "c"])
     check_scopes({}, [])
+    check_scopes({"scope": "a b"}, "b a")  # a string is a scope list, not characters
+    with pytest.raises(InsufficientScope):
+        check_scopes({"scope": "a b"}, "ab")
     with pytest.raises(InsufficientScope) as info:
         check_scopes({"scope": "a b"}, ["a", "orders:read"])
     assert info.value.scope == "a orders:read"

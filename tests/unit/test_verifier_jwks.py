@@ -237,3 +237,19 @@ def test_token_without_kid_is_refused(issuer):
 def test_forged_segments_are_plain_base64url(issuer):
     # Sanity check of the forging helper the attack tests rely on.
     assert b64url(b"\xff\xfe") == "__4"
+
+
+def test_in_process_key_source_replaces_discovery(issuer):
+    # The authorization server guarding its own admin API passes its JWKS in directly.
+    calls = []
+
+    def fetch_jwks():
+        calls.append(1)
+        return issuer.jwks()
+
+    verifier = Verifier(issuer="https://auth.example.test", audience=issuer.audience,
+                        fetch_jwks=fetch_jwks)
+    token = issuer.sign(EC_KID, issuer.claims(iss="https://auth.example.test"))
+    assert verifier.verify(token)["iss"] == "https://auth.example.test"
+    assert verifier.verify(token)["iss"] == "https://auth.example.test"
+    assert len(calls) == 1 and sum(issuer.hits.values()) == 0
