@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _feature_registrars():
     """Blueprints added by later features register here, in order."""
-    return []
+    from .web import oauth
+
+    return [oauth.register]
 
 
 def _install_request_hooks(app: Flask) -> None:
@@ -86,6 +88,7 @@ def _install_request_hooks(app: Flask) -> None:
         g.audit_token = audit.current_context.set(
             audit.RequestContext(ip=request.remote_addr, request_id=g.request_id)
         )
+        app.extensions["authserver"].keyset.tick()
 
     @app.after_request
     def _finish(response):

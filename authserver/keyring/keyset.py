@@ -1,11 +1,11 @@
 """The key set as one process sees it: loaded once, re-read when its version changes.
 
-Every ``refresh_seconds`` (≤ 4 s) the first caller asks the database for the key-set version,
-one indexed single-row read; only a changed version reloads and unseals keys. So every process
-signs with a newly promoted key within that bound (CONTRACT §4: within 5 seconds), and the hot
-path (signing, serving the JWKS) touches no database otherwise. The same tick runs the
-scheduled rotation and the purge of expired keys; the compare-and-swap in rotation.py makes
-exactly one process win when several notice at once.
+Every ``refresh_seconds`` (≤ 4 s) the first request (``tick``) asks the database for the
+key-set version, one indexed single-row read; only a changed version reloads and unseals keys.
+So every process signs with a newly promoted key within that bound (CONTRACT §4: within 5
+seconds), and the hot path (signing, serving the JWKS) touches no database otherwise. The same
+tick runs the scheduled rotation and the purge of expired keys; the compare-and-swap in
+rotation.py makes exactly one process win when several notice at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from .. import clock
 from ..config import Settings
 from ..db import transaction
-from ..models.signing_key import ACTIVE, SigningKey
+from ..models.signing_key import ACTIVE, RETIRED, SigningKey
 from ..security.aead import Sealer
 from . import rotation
 from .store import LoadedKey
@@ -37,6 +37,7 @@ class Snapshot:
     version: int
     keys: tuple[LoadedKey, ...]
     signing: dict[str, LoadedKey]  # alg -> the one active key
+    verifying: dict[str, LoadedKey]  # kid -> keys that sign or signed (active, retired)
     jwks_body: bytes  # pre-encoded: served as is
     active_since: object  # earliest activated_at among active keys (for the schedule)
 
@@ -52,8 +53,14 @@ class KeySet:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def tick(self) -> None:
+        """Called before each request, outside any database transaction (an SQLite writer
+        inside the request would otherwise wait on itself): re-check when the interval is up."""
         if time.monotonic() - self._checked_at >= self._settings.key_refresh_seconds:
+            self.refresh()
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
             self.refresh()
         if self._snapshot is None:
             raise RuntimeError("no signing keys")
@@ -61,6 +68,10 @@ class KeySet:
 
     def signing_key(self, alg: str) -> LoadedKey:
         return self.snapshot().signing[alg]
+
+    def verification_key(self, kid: str) -> LoadedKey | None:
+        """A key that signs or has signed (pending keys never have)."""
+        return self.snapshot().verifying.get(kid)
 
     def jwks_body(self) -> bytes:
         return self.snapshot().jwks_body
@@ -111,6 +122,7 @@ class KeySet:
             version=version or 0,
             keys=keys,
             signing=signing,
+            verifying={k.kid: k for k in keys if k.state in (ACTIVE, RETIRED)},
             jwks_body=body.encode(),
             active_since=min(activated) if activated else None,
         )

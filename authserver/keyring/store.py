@@ -52,14 +52,17 @@ class LoadedKey:
     state: str
     public_jwk: dict
     private_key: object  # cryptography private key
+    public_key: object
 
     @classmethod
     def from_row(cls, row: SigningKey, sealer: Sealer) -> LoadedKey:
         pem = sealer.open(row.private_key_sealed, associated=row.kid)
+        private_key = load_pem_private_key(pem, password=None)
         return cls(
             kid=row.kid,
             alg=row.alg,
             state=row.state,
             public_jwk=json.loads(row.public_jwk),
-            private_key=load_pem_private_key(pem, password=None),
+            private_key=private_key,
+            public_key=private_key.public_key(),
         )
