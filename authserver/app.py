@@ -30,6 +30,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # Flask's signed session holds only the CSRF secret of the browser pages (web/browser.py).
+        SESSION_COOKIE_NAME="authserver_csrf",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer_is_https,
@@ -74,9 +76,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _feature_registrars():
     """Blueprints added by later features register here, in order."""
-    from .web import oauth
+    from .web import login, oauth
 
-    return [oauth.register]
+    return [oauth.register, login.register]
 
 
 def _install_request_hooks(app: Flask) -> None:

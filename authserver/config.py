@@ -98,6 +98,10 @@ class Settings:
     refresh_token_ttl: int = _setting(2592000, "Refresh token lifetime, seconds (30 days).")
     id_token_ttl: int = _setting(600, "ID token lifetime, seconds.")
     code_ttl: int = _setting(60, "Authorization code lifetime, seconds.")
+    session_ttl: int = _setting(
+        28800,
+        "Browser session lifetime, seconds (8 hours): after it the person signs in again.",
+    )
     max_client_token_ttl: int = _setting(
         86400,
         "Upper bound for a client's access_token_ttl override, seconds. Retired signing keys "
@@ -159,7 +163,7 @@ class Settings:
                     f"got {getattr(self, name)!r}"
                 )
         for name in ("access_token_ttl", "refresh_token_ttl", "id_token_ttl", "code_ttl",
-                     "max_client_token_ttl", "max_body_bytes", "jwks_max_age"):
+                     "session_ttl", "max_client_token_ttl", "max_body_bytes", "jwks_max_age"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be at least 1")
         if not 1 <= self.key_refresh_seconds <= 4:
