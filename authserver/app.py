@@ -76,9 +76,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _feature_registrars():
     """Blueprints added by later features register here, in order."""
-    from .web import login, oauth
+    from .web import admin_api, login, oauth
 
-    return [oauth.register, login.register]
+    return [oauth.register, login.register, admin_api.register]
 
 
 def _install_request_hooks(app: Flask) -> None:
