@@ -26,7 +26,7 @@ init: $(VENV)/.installed
 	$(BIN)/authserver init
 
 run: init
-	@$(BIN)/authserver bootstrap-admin 2>/dev/null || true
+	$(BIN)/authserver bootstrap-admin
 	@echo
 	@echo "authserver on http://$(HOST):$(PORT)"
 	@echo "  discovery: http://$(HOST):$(PORT)/.well-known/openid-configuration"
