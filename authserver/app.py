@@ -76,9 +76,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _feature_registrars():
     """Blueprints added by later features register here, in order."""
-    from .web import admin_api, login, oauth
+    from .web import admin_api, authorize, login, oauth, oidc
 
-    return [oauth.register, login.register, admin_api.register]
+    return [oauth.register, login.register, authorize.register, oidc.register,
+            admin_api.register]
 
 
 def _install_request_hooks(app: Flask) -> None:

@@ -13,7 +13,8 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", 
 SCOPES = ["openid", "profile", "email", "offline_access"]
 CLAIMS = [
     "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "at_hash",
-    "name", "preferred_username", "updated_at", "email", "email_verified",
+    "name", "given_name", "family_name", "preferred_username", "updated_at", "email",
+    "email_verified", "sid", "amr", "azp",
 ]
 
 

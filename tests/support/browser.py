@@ -67,3 +67,99 @@ def audit_events(app, type_prefix: str = "") -> list[AuditEvent]:
     with services(app).session_factory() as db:
         rows = db.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
     return [r for r in rows if r.type.startswith(type_prefix)]
+
+
+# -- the authorization code flow through the test client ----------------------------------
+
+REDIRECT_URI = "https://rp.example.test/callback"
+RP_SCOPE = "openid profile email offline_access"
+
+
+def pkce_pair() -> tuple[str, str]:
+    from authserver.oauth.pkce import s256
+
+    verifier = secrets.token_urlsafe(48)
+    return verifier, s256(verifier)
+
+
+def make_rp(app, **metadata) -> tuple[dict, str | None]:
+    """A relying party: authorization_code + refresh_token, client_secret_basic."""
+    from tests.support.factories import make_client
+
+    metadata.setdefault("client_name", "Example App")
+    metadata.setdefault("grant_types", ["authorization_code", "refresh_token"])
+    metadata.setdefault("redirect_uris", [REDIRECT_URI])
+    metadata.setdefault("scope", RP_SCOPE)
+    return make_client(app, **metadata)
+
+
+def authorization_params(rp: dict, challenge: str, **overrides) -> dict:
+    params = {"response_type": "code", "client_id": rp["client_id"],
+              "redirect_uri": rp["redirect_uris"][0], "scope": "openid profile email",
+              "state": "st-" + secrets.token_hex(4), "nonce": "n-" + secrets.token_hex(4),
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    params.update(overrides)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def query_of(location: str) -> dict[str, str]:
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def decide(client, consent_page, decision: str = "allow"):
+    """Post the consent form shown in ``consent_page`` with ``decision``."""
+    fields = hidden_fields(consent_page.get_data(as_text=True))
+    return client.post("/oauth2/authorize", data={**fields, "decision": decision})
+
+
+def get_code(client, rp: dict, **overrides) -> tuple[str, str, dict]:
+    """Run the front channel for a signed-in browser: (code, verifier, params); consents
+    when asked."""
+    verifier, challenge = pkce_pair()
+    params = authorization_params(rp, challenge, **overrides)
+    response = client.get("/oauth2/authorize", query_string=params)
+    if response.status_code == 200 and 'name="decision"' in response.get_data(as_text=True):
+        response = decide(client, response)
+    assert response.status_code in (302, 303), response.get_data(as_text=True)[:500]
+    query = query_of(response.headers["Location"])
+    assert "code" in query, query
+    return query["code"], verifier, params
+
+
+def exchange(client, rp: dict, secret: str | None, code: str, verifier: str | None,
+             redirect_uri: str | None = None):
+    from tests.support.factories import basic_auth
+
+    form = {"grant_type": "authorization_code", "code": code,
+            "redirect_uri": redirect_uri or rp["redirect_uris"][0]}
+    if verifier is not None:
+        form["code_verifier"] = verifier
+    headers = basic_auth(rp["client_id"], secret) if secret else {}
+    if not secret:
+        form["client_id"] = rp["client_id"]
+    return client.post("/oauth2/token", data=form, headers=headers)
+
+
+def refresh(client, rp: dict, secret: str | None, refresh_token: str, scope: str | None = None):
+    from tests.support.factories import basic_auth
+
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    if scope is not None:
+        form["scope"] = scope
+    headers = basic_auth(rp["client_id"], secret) if secret else {}
+    if not secret:
+        form["client_id"] = rp["client_id"]
+    return client.post("/oauth2/token", data=form, headers=headers)
+
+
+def introspect(app, token: str) -> dict:
+    """Introspection by a separate resource-server client."""
+    from tests.support.factories import basic_auth, make_client
+
+    rs, rs_secret = make_client(app, client_name="resource server " + secrets.token_hex(2))
+    response = app.test_client().post("/oauth2/introspect", data={"token": token},
+                                      headers=basic_auth(rs["client_id"], rs_secret))
+    assert response.status_code == 200, response.get_data()[:300]
+    return response.get_json()
