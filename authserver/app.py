@@ -25,7 +25,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def create_app(settings: Settings | None = None) -> Flask:
     # 1. Settings: validated before anything else is built.
     settings = settings or Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.config.update(
@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     # 3. Storage and key material.
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow)
     session_factory = make_session_factory(engine)
     mat = material.load(settings.keys_path, settings.kek, settings.pepper)
     sealer = Sealer(mat.keks)
@@ -101,6 +102,8 @@ def _install_request_hooks(app: Flask) -> None:
         metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
         if "started" in g:
             metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+        if response.status_code >= 400:
+            metrics.error(_error_code(response))
         return response
 
     @app.teardown_request
@@ -109,3 +112,12 @@ def _install_request_hooks(app: Flask) -> None:
         token = g.pop("audit_token", None)
         if token is not None:
             audit.current_context.reset(token)
+
+
+def _error_code(response) -> str:
+    """The RFC 6749/6750/7591 ``error`` of a JSON error body, else ``http_<status>``."""
+    if response.is_json and not response.is_streamed:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return body["error"]
+    return f"http_{response.status_code}"

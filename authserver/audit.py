@@ -124,8 +124,14 @@ def _append_queued(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _stream_written(session: Session) -> None:
+    # Imported here: the `authserver` command imports this module, and prometheus_client must
+    # not be imported before `serve` has set PROMETHEUS_MULTIPROC_DIR (metrics.py).
+    from . import metrics
+
     for row in session.info.pop(_WRITTEN, ()):
         log.info(json.dumps(as_dict(row), sort_keys=True))
+        if row.type == "token.issued":  # counted once the issuance is durable
+            metrics.token_issued(json.loads(row.details).get("grant_type"), row.client_id)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -109,7 +109,7 @@ def serve(ctx: Context, host: str, port: int, workers: int, threads: int):
 
     s = ctx.settings  # validate before forking: one clear line on a bad setting
     material.load(s.keys_path, s.kek, s.pepper)
-    run(host=host, port=port, workers=workers, threads=threads)
+    run(host=host, port=port, workers=workers, threads=threads, log_format=s.log_format)
 
 
 @main.group()

@@ -134,6 +134,22 @@ class Settings:
         False, "Let clients' jwks_uri point at loopback/private addresses (off: SSRF guard)."
     )
     log_level: str = _setting("INFO", "Application log level (the authlib logger stays at INFO+).")
+    log_format: str = _setting(
+        "text",
+        "Log format on stderr: text (one readable line per record) or json (one JSON object "
+        "per line with time, level, logger, message, request_id; gunicorn's access log too). "
+        "Secrets are redacted in both.",
+    )
+    db_pool_size: int = _setting(
+        5,
+        "PostgreSQL connections each worker process keeps open (SQLAlchemy pool_size); at "
+        "least the worker's threads. An instance opens up to workers × (this + "
+        "DB_MAX_OVERFLOW); keep the sum over all instances below the server's "
+        "max_connections.",
+    )
+    db_max_overflow: int = _setting(
+        5, "Extra PostgreSQL connections a worker may open under bursts, closed when idle."
+    )
 
     # -- derived -------------------------------------------------------------------------
 
@@ -172,6 +188,10 @@ class Settings:
             raise ConfigError(f"{PREFIX}ACCESS_TOKEN_ALG: must be ES256 or RS256")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{PREFIX}LOG_FORMAT: must be text or json")
+        if self.db_pool_size < 1:
+            raise ConfigError(f"{PREFIX}DB_POOL_SIZE: must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:

@@ -9,13 +9,18 @@ not at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC
+from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -63,15 +68,26 @@ def make_engine(url: str, **kwargs) -> Engine:
     url = normalise_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
+        for name in _PG_POOL_OPTIONS:  # SQLite: one file, SQLAlchemy's default pool
+            kwargs.pop(name, None)
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    # One pool per gunicorn worker (the app is built after fork). pre_ping replaces a
+    # connection the server or a failover closed, instead of failing the request with it;
+    # recycle stays below typical idle timeouts of proxies such as PgBouncer; a request waits
+    # at most pool_timeout for a connection, then fails fast (503 at the balancer, not a hang).
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_recycle", 1800)
+    kwargs.setdefault("pool_timeout", 10)
     return create_engine(url, **kwargs)
+
+
+_PG_POOL_OPTIONS = ("pool_size", "max_overflow", "pool_recycle", "pool_timeout")
 
 
 def _ensure_sqlite_dir(url: str) -> None:
@@ -117,3 +133,26 @@ def transaction(session: Session) -> Iterator[Session]:
         session.rollback()
         raise
 
+
+# -- transient errors ---------------------------------------------------------------------
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that a new attempt on a fresh connection may not meet: the connection was
+    lost (server restart, failover, idle kill) or the database was briefly unreachable."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def retry_transient(action: Callable[[], T], *, attempts: int = 3, delay: float = 0.05) -> T:
+    """Run an idempotent ``action`` (reads, or a whole transaction that may simply be redone)
+    again after a transient database error, with a short growing pause. Never wrap a
+    non-idempotent write whose commit may have happened: it would be done twice."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            time.sleep(delay * attempt)
+    raise AssertionError("unreachable")

@@ -1,10 +1,144 @@
 """`authserver serve`: gunicorn in-process, the app built in each worker after fork (each
-worker owns its database pool and key cache)."""
+worker owns its database pool and key cache).
+
+``gunicorn_options()`` is the one definition of the server's gunicorn settings and hooks;
+``deploy/gunicorn.conf.py`` loads the same for operators who start gunicorn themselves.
+
+- Workers: ``gthread`` with ``threads`` threads each (the work is short database round trips
+  and signatures); each worker has its own database pool (AUTHSERVER_DB_POOL_SIZE).
+- Graceful shutdown: on SIGTERM gunicorn stops accepting, lets in-flight requests finish for
+  up to ``graceful_timeout`` seconds, then exits; systemd/Docker stop timeouts must be longer.
+- Access log: method, path (never the query string, which can hold codes: RFC 6749 §4.1.2),
+  status, size, duration and request id; JSON with AUTHSERVER_LOG_FORMAT=json.
+- Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (a fresh temporary
+  directory per server, removed at exit, or the operator's, emptied at start: one directory
+  per instance); a worker that exits is marked dead so its live gauges disappear.
+"""
 
 from __future__ import annotations
 
+import glob
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
+_CREATED_DIR_ENV = "AUTHSERVER_SERVE_METRICS_TMP"  # internal: the directory serve made
+
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+TIMEOUT = 30  # a worker silent this long is killed and replaced
+GRACEFUL_TIMEOUT = 20  # SIGTERM: in-flight requests get this long to finish
+KEEPALIVE = 5  # idle keep-alive seconds; a proxy's upstream keepalive_timeout must be lower
+
+
+def gunicorn_options(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
+                     threads: int = 4, log_format: str = "text") -> dict:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": TIMEOUT,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "keepalive": KEEPALIVE,
+        "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "errorlog": "-",
+        "logger_class": f"authserver.serve.{'Json' if log_format == 'json' else 'Text'}Logger",
+        "proc_name": "authserver",
+        # Heartbeat files on tmpfs where there is one (a container's /tmp may be a disk).
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        # gunicorn ≥ 24 opens a control socket at a fixed path; two instances on one host
+        # would fight over it, and we do not use it.
+        "control_socket_disable": True,
+        "on_starting": on_starting,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
+    }
+
+
+# -- hooks (run in the gunicorn master) ------------------------------------------------------
+
+def on_starting(server) -> None:
+    """Give the workers a clean multiprocess metrics directory before they import
+    prometheus_client (it picks its storage at import)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):  # a previous run's samples
+            os.unlink(stale)
+    else:
+        path = tempfile.mkdtemp(prefix="authserver-metrics-")
+        os.environ[MULTIPROC_ENV] = path
+        os.environ[_CREATED_DIR_ENV] = path
+    if "prometheus_client" in sys.modules and server is not None:
+        server.log.warning("prometheus_client was imported before %s was set: /metrics "
+                           "will show one worker's samples only", MULTIPROC_ENV)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    created = os.environ.get(_CREATED_DIR_ENV)
+    if created and created == os.environ.get(MULTIPROC_ENV):
+        shutil.rmtree(created, ignore_errors=True)
+
+
+# -- logging --------------------------------------------------------------------------------
+
+class TextLogger(glogging.Logger):
+    """gunicorn's logger with the redaction filter on its handlers."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from .logs import RedactingFilter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                    handler.addFilter(RedactingFilter())
+
+
+class JsonLogger(TextLogger):
+    """Error and access logs as one JSON object per line on stderr."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from .logs import JsonFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if type(handler) is logging.StreamHandler:
+                    handler.setStream(sys.stderr)
+                handler.setFormatter(JsonFormatter())
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        headers = dict((k.lower(), v) for k, v in (resp.headers or []))
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        http = {
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),  # never the query string
+            "status": int(status) if str(status).isdigit() else status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 3),
+        }
+        self.access_log.info("%s %s %s", http["method"], http["path"], http["status"],
+                             extra={"http": http, "request_id": headers.get("x-request-id")})
+
+
+# -- running --------------------------------------------------------------------------------
 
 class _Gunicorn(BaseApplication):
     def __init__(self, options: dict):
@@ -13,7 +147,7 @@ class _Gunicorn(BaseApplication):
 
     def load_config(self):
         for key, value in self._options.items():
-            if key in self.cfg.settings:  # older gunicorns lack some settings
+            if key in self.cfg.settings and value is not None:  # older gunicorns lack some
                 self.cfg.set(key, value)
 
     def load(self):
@@ -22,22 +156,6 @@ class _Gunicorn(BaseApplication):
         return app
 
 
-def run(host: str, port: int, workers: int, threads: int) -> None:
-    options = {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
-        "timeout": 30,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        "accesslog": "-",
-        # Paths only: query strings can hold codes and tokens (RFC 6749 §4.1.2).
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
-        "errorlog": "-",
-        "proc_name": "authserver",
-        # gunicorn ≥ 24 opens a control socket at a fixed path; two instances on one host
-        # would fight over it, and we do not use it.
-        "control_socket_disable": True,
-    }
-    _Gunicorn(options).run()
+def run(host: str, port: int, workers: int, threads: int, log_format: str = "text") -> None:
+    _Gunicorn(gunicorn_options(host=host, port=port, workers=workers, threads=threads,
+                               log_format=log_format)).run()

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .. import clock
 from ..config import Settings
-from ..db import transaction
+from ..db import retry_transient, transaction
 from ..models.signing_key import ACTIVE, RETIRED, SigningKey
 from ..security.aead import Sealer
 from . import rotation
@@ -56,8 +56,18 @@ class KeySet:
     def tick(self) -> None:
         """Called before each request, outside any database transaction (an SQLite writer
         inside the request would otherwise wait on itself): re-check when the interval is up."""
-        if time.monotonic() - self._checked_at >= self._settings.key_refresh_seconds:
-            self.refresh()
+        if time.monotonic() - self._checked_at < self._settings.key_refresh_seconds:
+            return
+        try:
+            retry_transient(self.refresh)
+        except SQLAlchemyError as exc:
+            # The database is gone or briefly unreachable: keep serving the keys already
+            # loaded (JWKS, verification) and try again after the next interval instead of
+            # failing every request here (/healthz, /readyz must answer); what needs the
+            # database or missing keys fails on its own.
+            log.warning("key set refresh failed (%s); %s", type(exc).__name__,
+                        "using the loaded key set" if self._snapshot else "no keys loaded")
+            self._checked_at = time.monotonic()
 
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:

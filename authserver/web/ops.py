@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from ..db import retry_transient
 from ..extensions import services
 
 bp = Blueprint("ops", __name__)
@@ -22,15 +23,18 @@ def healthz():
 def readyz():
     svc = services()
     checks = {}
-    try:
+    def ping() -> None:
         with svc.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    try:
+        retry_transient(ping)  # one dropped pooled connection is not "unready"
         checks["database"] = "ok"
     except Exception as exc:  # report, never raise: readiness is a yes/no for the balancer
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
         checks["database"] = "unreachable"
     try:
-        snapshot = svc.keyset.snapshot()
+        snapshot = retry_transient(svc.keyset.snapshot)
         checks["keys"] = "ok" if snapshot.signing else "missing"
     except Exception as exc:
         log.warning("readiness: keys not loaded (%s)", type(exc).__name__)
@@ -44,7 +48,13 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    from .. import clock
     from ..metrics import exposition
 
-    body, content_type = exposition()
+    try:
+        active_since = services().keyset.snapshot().active_since
+    except Exception as exc:  # a scrape still answers; /readyz reports the key problem
+        log.warning("metrics: key set unavailable (%s)", type(exc).__name__)
+        active_since = None
+    body, content_type = exposition(active_since, clock.timestamp())
     return Response(body, content_type=content_type)
