@@ -10,7 +10,7 @@ import time
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, errors, logs, metrics
+from . import audit, errors, logs, metrics, ratelimit
 from .config import Settings
 from .db import make_engine, make_session_factory
 from .extensions import Services, close_db_session
@@ -61,9 +61,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
 
-    # 4. Per-request context: request id, audit context, session teardown, metrics.
+    # 4. Per-request context: request id, audit context, session teardown, metrics; then
+    #    the body size limit (before any view reads) and the security headers.
     _install_request_hooks(app)
     errors.register(app)
+    from .web import body_limit, headers
+
+    body_limit.register(app)
+    headers.register(app)
 
     # 5. Features, each a blueprint over its own services.
     from .web import ops, well_known
@@ -72,6 +77,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     for register in _feature_registrars():
         register(app)
+
+    # 6. Rate limits last: their admin hook runs after the admin blueprint's guard.
+    ratelimit.init(app)
     return app
 
 

@@ -49,6 +49,16 @@ def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+\s*$", re.IGNORECASE)
 
 
+def _parses_as_rate(value: str) -> bool:
+    from limits import parse  # what ratelimit.py will build from it
+
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
 def is_loopback_host(host: str | None) -> bool:
     if not host:
         return False
@@ -124,9 +134,34 @@ class Settings:
         "ES256", "Signing algorithm of access tokens: ES256 (fast) or RS256."
     )
     max_body_bytes: int = _setting(65536, "Larger request bodies get 413.")
-    ratelimit_login: str = _setting("5/5minutes", "Failed logins per (username, client IP).")
-    ratelimit_login_ip: str = _setting("30/minute", "Login form posts per client IP.")
-    ratelimit_token: str = _setting("300/minute", "Token endpoint requests per client.")
+    ratelimit_login: str = _setting(
+        "5/5minutes",
+        "Failed logins per (username, client IP). While a pair is over it, even the right "
+        "password gets 429; other IPs are unaffected, so one IP cannot lock a victim out.",
+    )
+    ratelimit_login_ip: str = _setting(
+        "30/minute", "Login form posts per client IP (CSRF-refused posts count here)."
+    )
+    ratelimit_token: str = _setting(
+        "300/minute",
+        "Token endpoint requests per authenticated client (revocation has a bucket of the "
+        "same size); requests that authenticate no client count per client IP.",
+    )
+    ratelimit_introspection: str = _setting(
+        "600/minute",
+        "Introspection requests per authenticated client (resource servers); requests that "
+        "authenticate no client count per client IP.",
+    )
+    ratelimit_admin: str = _setting(
+        "120/minute",
+        "Admin API requests per caller (the admin client; per client IP without a valid "
+        "token).",
+    )
+    ratelimit_key_prefix: str = _setting(
+        "authserver",
+        "Prefix of every rate-limit key in the storage: deployments (or test runs) sharing one "
+        "Redis keep apart.",
+    )
     trusted_proxies: int = _setting(
         0, "Reverse-proxy hops whose X-Forwarded-For/-Proto are trusted; 0 trusts none."
     )
@@ -172,8 +207,9 @@ class Settings:
         object.__setattr__(self, "issuer", _validate_issuer(self.issuer))
         _validate_database_url(self.database_url)
         _validate_storage_url(self.ratelimit_storage_url)
-        for name in ("ratelimit_login", "ratelimit_login_ip", "ratelimit_token"):
-            if not _RATE.match(getattr(self, name)):
+        for name in ("ratelimit_login", "ratelimit_login_ip", "ratelimit_token",
+                     "ratelimit_introspection", "ratelimit_admin"):
+            if not _RATE.match(getattr(self, name)) or not _parses_as_rate(getattr(self, name)):
                 raise ConfigError(
                     f"{PREFIX}{name.upper()}: expected a rate like 5/minute, "
                     f"got {getattr(self, name)!r}"
@@ -186,6 +222,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}KEY_REFRESH_SECONDS: must be between 1 and 4")
         if self.access_token_alg not in ("ES256", "RS256"):
             raise ConfigError(f"{PREFIX}ACCESS_TOKEN_ALG: must be ES256 or RS256")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.ratelimit_key_prefix):
+            raise ConfigError(f"{PREFIX}RATELIMIT_KEY_PREFIX: letters, digits, _ . - only")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):

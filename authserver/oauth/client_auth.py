@@ -102,6 +102,11 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
         raise fail("this endpoint requires client authentication", client)
     if not _address_allowed(client, request.remote_addr):
         raise fail("client not allowed from this address", client)
+    # Per-client rate limits (ratelimit.py) count only authenticated requests: presenting
+    # another client's client_id spends nothing of its budget. May raise a 429 error.
+    limit = svc.extra.get("on_client_authenticated")
+    if limit is not None:
+        limit(session, client)
     return client
 
 

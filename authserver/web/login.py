@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Blueprint, Flask, redirect, request
 
+from .. import ratelimit
 from ..extensions import db_session, services
 from ..models import Client
 from ..oidc import login as login_service
@@ -29,9 +30,9 @@ def rate_limit_login(username: str | None) -> None:
     """The hook for the login rate limiter (CONTRACT §2: AUTHSERVER_RATELIMIT_LOGIN per
     username+IP, AUTHSERVER_RATELIMIT_LOGIN_IP per IP). Called on every login post before
     anything is checked, with ``username=None`` when the post failed the CSRF check (such
-    posts count against the IP only). Raise an HTTPException (429) to refuse. A later issue
-    fills it in; until then it lets everything through."""
-    return None
+    posts count against the IP only). Raises ratelimit.RateLimited: a 429 page with
+    Retry-After."""
+    ratelimit.check_login(username)
 
 
 def _form_context(next_url: str | None) -> dict:
@@ -74,6 +75,7 @@ def login():
         ip=request.remote_addr, previous=current.record if current else None,
     )
     if result is None:
+        ratelimit.login_failed(username)  # only failures count against (username, IP)
         context = {**_form_context(next_url), "username": username[:150]}
         return browser.page("login.html", status=200, next=next_url, error=FAILED, **context)
     browser.rotate_csrf()
