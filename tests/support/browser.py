@@ -154,12 +154,26 @@ def refresh(client, rp: dict, secret: str | None, refresh_token: str, scope: str
     return client.post("/oauth2/token", data=form, headers=headers)
 
 
-def introspect(app, token: str) -> dict:
-    """Introspection by a separate resource-server client."""
+def introspect(app, token: str, as_client: tuple[str, str] | None = None) -> dict:
+    """Introspection by ``as_client`` (client_id, secret) or a new resource-server client."""
     from tests.support.factories import basic_auth, make_client
 
-    rs, rs_secret = make_client(app, client_name="resource server " + secrets.token_hex(2))
+    if as_client is None:
+        rs, rs_secret = make_client(app, client_name="resource server " + secrets.token_hex(2))
+        as_client = (rs["client_id"], rs_secret)
     response = app.test_client().post("/oauth2/introspect", data={"token": token},
-                                      headers=basic_auth(rs["client_id"], rs_secret))
+                                      headers=basic_auth(*as_client))
     assert response.status_code == 200, response.get_data()[:300]
     return response.get_json()
+
+
+def signed_in_tokens(app, client, **rp_metadata) -> tuple[dict, str, dict]:
+    """A person signed in, a consenting RP, one code exchanged: (rp, secret, token body)."""
+    make_person(app)
+    rp_metadata.setdefault("skip_consent", True)
+    rp, secret = make_rp(app, **rp_metadata)
+    sign_in(client)
+    code, verifier, _ = get_code(client, rp)
+    response = exchange(client, rp, secret, code, verifier)
+    assert response.status_code == 200, response.get_json()
+    return rp, secret, response.get_json()
