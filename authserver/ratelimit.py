@@ -42,7 +42,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
-from . import audit
+from . import audit, metrics
 from .config import Settings
 from .db import transaction
 from .errors import json_error
@@ -167,7 +167,9 @@ def digest(value: str) -> str:
 
 def audit_refusal(session, policy: str, key: str, *, actor: str = "system",
                   client_id: str | None = None) -> None:
-    """Queue a ``ratelimit.exceeded`` event on ``session`` (first refusal per window only)."""
+    """Count the refusal; queue a ``ratelimit.exceeded`` event on ``session`` (first refusal
+    per window only)."""
+    metrics.ratelimit_hit(policy)
     if limits().first_notice(policy, key):
         audit.record(session, "ratelimit.exceeded", actor=actor, outcome="failure",
                      client_id=client_id, details={"policy": policy, "path": request.path})
