@@ -1,4 +1,4 @@
-"""Reading the audit log: filters, newest first, keyset pages by sequence number."""
+"""Reading the audit log: filters, newest first, keyset pages by event id."""
 
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ def list_events(session: Session, filters: Filters, limit: int = 50,
         key = decode_cursor(cursor)
         if not key.isdigit() or len(key) > 18:
             raise InvalidCursor()
-        query = query.where(AuditEvent.seq < int(key))
-    rows = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit + 1)).all()
+        query = query.where(AuditEvent.id < int(key))
+    rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
-    next_cursor = encode_cursor(str(page[-1].seq)) if len(rows) > limit else None
+    next_cursor = encode_cursor(str(page[-1].id)) if len(rows) > limit else None
     return [audit.as_dict(r) for r in page], next_cursor

@@ -97,7 +97,7 @@ def test_client_lifecycle_create_get_list_patch_rotate_delete(app, client, admin
     with app.extensions["authserver"].session_factory() as session:
         types = [e.type for e in session.scalars(
             select(AuditEvent).where(AuditEvent.client_id == client_id)
-            .order_by(AuditEvent.seq))]
+            .order_by(AuditEvent.id))]
     assert types[0] == "client.created" and "client.deleted" in types
     assert "client.secret_rotated" in types and "client.updated" in types
 

@@ -193,7 +193,7 @@ def test_refusals_are_audited_without_the_token(app, client):
     client.get("/admin/keys", headers=bearer(scoped))
     with _svc(app).session_factory() as session:
         events = session.scalars(select(AuditEvent).where(
-            AuditEvent.type == "admin.auth_failed").order_by(AuditEvent.seq)).all()
+            AuditEvent.type == "admin.auth_failed").order_by(AuditEvent.id)).all()
         scoped_client = session.scalars(select(Client).where(
             Client.client_name == "admin client")).one().client_id
     assert [e.outcome for e in events] == ["failure", "failure"]
