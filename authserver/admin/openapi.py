@@ -81,6 +81,8 @@ _AUTH_ERRORS = {
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
     "403": {**_error("token without the admin scope"),
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+    "429": {**_error("too many requests from this caller"),
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
 }
 
 
@@ -106,6 +108,9 @@ def _path_id(name: str) -> dict:
 
 
 _NOT_FOUND = _error("no such resource")
+_WRONG_TYPE = {"413": _error("a body over AUTHSERVER_MAX_BODY_BYTES"),
+               "415": _error("a body that is not application/json")}
+_FILTER = {"type": "string", "pattern": "^[!-~]{1,200}$", "minLength": 1, "maxLength": 200}
 
 SPEC: dict = {
     "openapi": "3.1.0",
@@ -125,7 +130,7 @@ SPEC: dict = {
                 "responses": {
                     "201": _ok("the client; client_secret only here, once", "ClientCreated"),
                     "400": _error("invalid_client_metadata or invalid_redirect_uri"),
-                    **_AUTH_ERRORS,
+                    **_WRONG_TYPE, **_AUTH_ERRORS,
                 },
             },
             "get": {
@@ -149,7 +154,7 @@ SPEC: dict = {
                     "200": _ok("the updated client (client_secret when a switch to a secret "
                                "method issued one)", "ClientCreated"),
                     "400": _error("invalid_client_metadata or invalid_redirect_uri"),
-                    "404": _NOT_FOUND, **_AUTH_ERRORS,
+                    "404": _NOT_FOUND, **_WRONG_TYPE, **_AUTH_ERRORS,
                 },
             },
             "delete": {
@@ -166,7 +171,7 @@ SPEC: dict = {
                 "responses": {
                     "200": _ok("the new secret, once", "RotatedSecret"),
                     "400": _error("invalid body, or a client without a secret"),
-                    "404": _NOT_FOUND, **_AUTH_ERRORS,
+                    "404": _NOT_FOUND, **_WRONG_TYPE, **_AUTH_ERRORS,
                 },
             },
         },
@@ -176,7 +181,8 @@ SPEC: dict = {
                 "requestBody": {"required": True, "content": _json("UserCreate")},
                 "responses": {"201": _ok("the user", "User"),
                               "400": _error("invalid_request"),
-                              "409": _error("username is taken"), **_AUTH_ERRORS},
+                              "409": _error("username is taken"), **_WRONG_TYPE,
+                              **_AUTH_ERRORS},
             },
         },
         "/admin/users/{user_id}": {
@@ -196,8 +202,9 @@ SPEC: dict = {
         "/admin/keys": {
             "get": {
                 "operationId": "listKeys",
-                "responses": {"200": _ok("the key set with states", "KeyPage"),
-                              **_AUTH_ERRORS},
+                "parameters": _PAGING,
+                "responses": {"200": _ok("the key set with states (one page)", "KeyPage"),
+                              "400": _error("invalid limit or cursor"), **_AUTH_ERRORS},
             },
         },
         "/admin/keys/rotate": {
@@ -212,9 +219,9 @@ SPEC: dict = {
                 "operationId": "listAuditEvents",
                 "parameters": [
                     *_PAGING,
-                    {"name": "type", "in": "query", "schema": {"type": "string"}},
-                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "client_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "type", "in": "query", "schema": _FILTER},
+                    {"name": "actor", "in": "query", "schema": _FILTER},
+                    {"name": "client_id", "in": "query", "schema": _FILTER},
                     {"name": "since", "in": "query",
                      "schema": {"type": "string", "format": "date-time"}},
                     {"name": "until", "in": "query",

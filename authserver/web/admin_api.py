@@ -164,8 +164,10 @@ def _reject_constant(_name):
 
 def _json_body(error: str, optional: bool = False):
     raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: 413 when larger
-    if not raw and optional:
-        return {}
+    if not raw:
+        if optional:
+            return {}
+        raise ApiError(400, error, "the body must be a JSON object")
     if request.mimetype != "application/json":
         raise ApiError(415, "invalid_request", "the body must be application/json")
     try:
@@ -173,6 +175,15 @@ def _json_body(error: str, optional: bool = False):
                           parse_constant=_reject_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ApiError(400, error, "the body is not valid JSON") from None
+
+
+def _query(*allowed: str) -> None:
+    """Strict query strings: unknown or repeated parameters are refused, not ignored."""
+    for name in request.args:
+        if name not in allowed:
+            raise ApiError(400, "invalid_request", "unknown query parameter")
+        if len(request.args.getlist(name)) > 1:
+            raise ApiError(400, "invalid_request", "repeated query parameter")
 
 
 def _limit() -> int:
@@ -226,6 +237,7 @@ def create_client():
 
 @bp.get("/clients")
 def list_clients():
+    _query("limit", "cursor")
     items, next_cursor = clients.list_clients(db_session(), _limit(), _cursor())
     return _page([clients.client_to_dict(c) for c in items], next_cursor)
 
@@ -302,6 +314,8 @@ def delete_user(user_id: str):
 
 @bp.get("/keys")
 def list_keys():
+    _query("limit", "cursor")  # one page holds every key; accepted for uniformity
+    _limit(), _cursor()
     return _page(keys.list_keys(db_session()), None)
 
 
@@ -315,6 +329,7 @@ def rotate_keys():
 
 @bp.get("/audit")
 def list_audit():
+    _query("limit", "cursor", "type", "actor", "client_id", "since", "until")
     filters = audit_queries.parse_filters(request.args)
     items, next_cursor = audit_queries.list_events(db_session(), filters, _limit(), _cursor())
     return _page(items, next_cursor)
