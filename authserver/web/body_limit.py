@@ -4,14 +4,16 @@ every endpoint, before any view runs.
 Flask's MAX_CONTENT_LENGTH alone is not enough: it acts only when a view reads the body, so an
 endpoint that ignores its body would answer 200 to a gigabyte, and a login page would answer
 with its own HTML error. A declared Content-Length over the limit is refused without reading;
-a body without one (chunked) is read here through Werkzeug's limited stream (which raises past
-MAX_CONTENT_LENGTH) and cached, so the view parses the same bytes.
+a body without one (chunked) is read here, at most one byte past the limit, and handed on as
+an ordinary body of known length. (Werkzeug's own limit on such streams stops reading at
+MAX_CONTENT_LENGTH without an error: the view would silently see a truncated body.)
 """
 
 from __future__ import annotations
 
+import io
+
 from flask import Flask, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import json_error
 from ..extensions import services
@@ -30,13 +32,29 @@ def _check_size():
     length = request.content_length
     if length is not None:
         return _too_large() if length > limit else None
-    if request.headers.get("Transfer-Encoding", "").lower() in ("", "identity"):
-        return None  # no body at all
-    try:
-        request.get_data(cache=True)
-    except RequestEntityTooLarge:
+    environ = request.environ
+    if not environ.get("wsgi.input_terminated") or "HTTP_TRANSFER_ENCODING" not in environ:
+        return None  # no body at all (Werkzeug reads nothing without a length)
+    body = _read_at_most(environ["wsgi.input"], limit + 1)
+    if len(body) > limit:
         return _too_large()
+    # Nothing has read the stream yet (request.stream is built on first use): the view sees
+    # the same bytes as a plain body with a length.
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    del environ["HTTP_TRANSFER_ENCODING"]
     return None
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    chunks, total = [], 0
+    while total < size:
+        chunk = stream.read(size - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def register(app: Flask) -> None:
