@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         digester=Digester(mat.pepper),
         keyset=keyset,
         signer=Signer(keyset),
+        audit_sealer=audit.Sealer(session_factory),
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
 
@@ -100,7 +101,9 @@ def _install_request_hooks(app: Flask) -> None:
         g.audit_token = audit.current_context.set(
             audit.RequestContext(ip=request.remote_addr, request_id=g.request_id)
         )
-        app.extensions["authserver"].keyset.tick()
+        svc = app.extensions["authserver"]
+        svc.keyset.tick()
+        svc.audit_sealer.tick()
 
     @app.after_request
     def _finish(response):

@@ -23,6 +23,7 @@ class Services:
     digester: Digester
     keyset: KeySet
     signer: Signer
+    audit_sealer: object  # audit.Sealer (typed loosely: audit imports models, not Flask)
     extra: dict = field(default_factory=dict)  # per-feature objects (limiter, oauth server …)
 
 

@@ -16,7 +16,8 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # position in the chain
+    # Position in the hash chain and the chain links: set when the event is sealed (audit.py).
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     type: Mapped[str] = mapped_column(String(64), index=True)
     outcome: Mapped[str] = mapped_column(String(16))
@@ -25,13 +26,13 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[str] = mapped_column(Text)  # canonical JSON
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditChainHead(Base):
-    """One row (id=1): the last sequence number and hash. Appends lock it, so the chain stays
-    linear with several writers, and deleting the newest events is detected too."""
+    """One row (id=1): the last sealed sequence number and hash. Sealing locks it, so the
+    chain stays linear with several sealers, and deleting the newest events is detected."""
 
     __tablename__ = "audit_chain"
 

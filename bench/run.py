@@ -1,0 +1,338 @@
+"""The benchmark suite: authserver as production runs it, driven by wrk.
+
+    make bench                      # PostgreSQL and SQLite, 16 and 64 connections
+    .venv/bin/python bench/run.py --db postgresql --duration 10 --scale
+
+For each database it creates a fresh database (a PostgreSQL schema of its own, or an SQLite
+file), runs `authserver init`, provisions clients with the real CLI, starts `authserver serve`
+(same worker settings as production) and drives each endpoint with Debian's wrk (installed if
+missing): client-credentials token, introspection, JWKS, and, where the browser flow is
+available, refresh and code exchange (single-use tokens minted beforehand). In the same run it
+measures a bare Flask app under the same gunicorn settings (the framework floor) and the
+in-process verifier. `--scale` adds 100,000 clients and 1,000,000 revoked-token records to the
+PostgreSQL database and measures again. It prints a table; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("AUTHSERVER_BENCH_DATABASE_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+UNLIMITED = "100000000/minute"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("installing Debian's wrk …", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+def wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"not ready: {url}")
+
+
+# -- wrk ---------------------------------------------------------------------------------------
+
+_LUA_POST = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+{auth}
+local bodies = {{{bodies}}}
+local i = 0
+request = function()
+  i = i + 1
+  local body = bodies[((i - 1) % #bodies) + 1]
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+_LUA_ONCE = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+{auth}
+local bodies = {{}}
+for line in io.lines("{path}") do bodies[#bodies + 1] = line end
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+init = function(args) counter = tid end
+request = function()
+  local body = bodies[(counter % #bodies) + 1]
+  counter = counter + {threads}
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def lua_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def basic_header(client_id: str, secret: str) -> str:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return f'wrk.headers["Authorization"] = "Basic {raw}"'
+
+
+def run_wrk(wrk: str, url: str, connections: int, duration: int, script: str | None,
+            threads: int = 2) -> dict:
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+           "--timeout", "5s"]
+    tmp = None
+    if script:
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        tmp.write(script)
+        tmp.close()
+        cmd += ["-s", tmp.name]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=duration + 60)
+    if tmp:
+        os.unlink(tmp.name)
+    return parse_wrk(out.stdout)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(text: str) -> dict:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"\s50%\s+(\S+)", text)
+    p99 = re.search(r"\s99%\s+(\S+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     text)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50": _ms(p50.group(1)) if p50 else float("nan"),
+        "p99": _ms(p99.group(1)) if p99 else float("nan"),
+        "requests": int(total.group(1)) if total else 0,
+        "errors": errors,
+    }
+
+
+# -- the server under test -----------------------------------------------------------------------
+
+class Target:
+    """A fresh database, `authserver init`, clients from the CLI, `authserver serve`."""
+
+    def __init__(self, db: str, workers: int, threads: int):
+        self.db, self.workers, self.threads = db, workers, threads
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"authserver-bench-{db}-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.schema = None
+        if db == "postgresql":
+            self.schema = f"bench_{os.getpid()}"
+            self._psql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE; '
+                       f'CREATE SCHEMA "{self.schema}"')
+            database_url = f"{PG_URL}?options=-csearch_path%3D{self.schema}"
+        else:
+            database_url = f"sqlite:///{self.tmp / 'authserver.db'}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")},
+            "AUTHSERVER_ISSUER": self.url,
+            "AUTHSERVER_DATABASE_URL": database_url,
+            "AUTHSERVER_KEYS_DIR": str(self.tmp / "keys"),
+            "AUTHSERVER_LOG_LEVEL": "WARNING",
+            "AUTHSERVER_RATELIMIT_TOKEN": UNLIMITED,
+            "AUTHSERVER_RATELIMIT_INTROSPECTION": UNLIMITED,
+            "AUTHSERVER_RATELIMIT_ADMIN": UNLIMITED,
+        }
+        self.process = None
+
+    def _psql(self, sql: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+        engine.dispose()
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        out = subprocess.run([str(BIN / "authserver"), *args], env=self.env, input=stdin,
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise SystemExit(f"authserver {' '.join(args)} failed: {out.stderr}")
+        return out.stdout
+
+    def start(self) -> None:
+        self.cli("init")
+        log = open(self.tmp / "serve.log", "wb")  # noqa: SIM115 - kept for the process
+        self.process = subprocess.Popen(
+            [str(BIN / "authserver"), "serve", "--port", str(self.port),
+             "--workers", str(self.workers), "--threads", str(self.threads)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_ready(self.url + "/readyz")
+
+    def client(self, name: str, *extra: str) -> dict:
+        return json.loads(self.cli("clients", "create", "--name", name, "--grant",
+                                   "client_credentials", *extra, "--json"))
+
+    def token(self, client: dict) -> str:
+        from urllib.request import Request
+
+        req = Request(self.url + "/oauth2/token", data=b"grant_type=client_credentials",
+                      headers={"Authorization": "Basic " + base64.b64encode(
+                          f"{client['client_id']}:{client['client_secret']}".encode()
+                      ).decode()})
+        with urlopen(req, timeout=10) as r:
+            return json.loads(r.read())["access_token"]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        if self.schema:
+            self._psql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def seed_scale(target: Target, clients: int, tokens: int) -> None:
+    """100k clients and 1M revoked-token records, straight into PostgreSQL."""
+    target._psql(f"""
+        SET search_path = "{target.schema}";
+        INSERT INTO clients (client_id, client_name, grant_types, redirect_uris,
+            post_logout_redirect_uris, scope, default_scope, audiences,
+            token_endpoint_auth_method, ip_allowlist, id_token_signed_response_alg,
+            skip_consent, enabled, secret_digest, created_at, updated_at)
+        SELECT 'seed-' || g, 'seed ' || g, '["client_credentials"]', '[]', '[]', 'a', 'a',
+               '[]', 'client_secret_basic', '[]', 'RS256', false, true, md5(g::text),
+               now(), now()
+        FROM generate_series(1, {clients}) g;
+        INSERT INTO revoked_tokens (jti, client_id, revoked_at, expires_at)
+        SELECT md5(g::text), 'seed-' || (g % {clients} + 1), now(), now() + interval '1 day'
+        FROM generate_series(1, {tokens}) g;
+        ANALYZE;
+    """)
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+def scenarios(target: Target) -> list[tuple[str, str, str | None]]:
+    """(name, url, wrk script) for each endpoint."""
+    cc = target.client("bench-cc", "--scope", "a", "--default-scope", "a")
+    rs = target.client("bench-rs", "--scope", "x")
+    token = target.token(cc)
+    return [
+        ("client_credentials token", target.url + "/oauth2/token",
+         _LUA_POST.format(auth=basic_header(cc["client_id"], cc["client_secret"]),
+                          bodies=lua_quote("grant_type=client_credentials"))),
+        ("introspection", target.url + "/oauth2/introspect",
+         _LUA_POST.format(auth=basic_header(rs["client_id"], rs["client_secret"]),
+                          bodies=lua_quote("token=" + token))),
+        ("JWKS", target.url + "/.well-known/jwks.json", None),
+    ]
+
+
+def print_table(title: str, rows: list[tuple[str, int, dict]], floor: dict[int, dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'endpoint':28} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>7} {'/floor':>7}")
+    for name, conns, r in rows:
+        ratio = r["rps"] / floor[conns]["rps"] if floor.get(conns, {}).get("rps") else 0
+        print(f"{name:28} {conns:5d} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
+              f"{r['errors']:7d} {ratio:7.0%}")
+    sys.stdout.flush()
+
+
+def measure_floor(wrk: str, args) -> dict[int, dict]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_serve.py"), str(port),
+                             str(args.workers), str(args.threads)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/floor")
+        return {c: run_wrk(wrk, f"http://127.0.0.1:{port}/floor", c, args.duration, None)
+                for c in args.connections}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def bench_target(wrk: str, db: str, args, floor: dict) -> None:
+    target = Target(db, args.workers, args.threads)
+    try:
+        target.start()
+        plan = scenarios(target)
+        rows = [(name, c, run_wrk(wrk, url, c, args.duration, script))
+                for name, url, script in plan for c in args.connections]
+        print_table(f"authserver on {db} ({args.workers} workers x {args.threads} threads)",
+                    rows, floor)
+        if args.scale and db == "postgresql":
+            seed_scale(target, 100_000, 1_000_000)
+            scaled = [(name, c, run_wrk(wrk, url, c, args.duration, script))
+                      for name, url, script in plan for c in args.connections]
+            print_table("same, with 100,000 clients and 1,000,000 revoked-token records",
+                        scaled, floor)
+            print(f"\n{'endpoint':28} {'conns':>5} {'empty':>9} {'scaled':>9} {'change':>7}")
+            for (name, c, before), (_, _, after) in zip(rows, scaled, strict=True):
+                change = after["rps"] / before["rps"] - 1 if before["rps"] else 0
+                print(f"{name:28} {c:5d} {before['rps']:9,.0f} {after['rps']:9,.0f} "
+                      f"{change:+7.0%}")
+    finally:
+        target.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="authserver benchmark suite")
+    parser.add_argument("--db", choices=["postgresql", "sqlite", "both"], default="both")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--scale", action="store_true",
+                        help="also measure with 100k clients and 1M token records (PostgreSQL)")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    print(f"machine: {os.cpu_count()} CPUs; wrk: {wrk}; {args.duration}s per measurement")
+    floor = measure_floor(wrk, args)
+    print_table("framework floor: bare Flask JSON, same gunicorn settings",
+                [("floor", c, r) for c, r in floor.items()], floor)
+    for db in (["postgresql", "sqlite"] if args.db == "both" else [args.db]):
+        bench_target(wrk, db, args, floor)
+    print("\nin-process verifier (bench/verifier_bench.py):", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "verifier_bench.py")], cwd=ROOT,
+                   check=False)
+
+
+if __name__ == "__main__":
+    main()
