@@ -65,7 +65,7 @@ def audit_events(app, type_prefix: str = "") -> list[AuditEvent]:
     from sqlalchemy import select
 
     with services(app).session_factory() as db:
-        rows = db.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        rows = db.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
     return [r for r in rows if r.type.startswith(type_prefix)]
 
 
