@@ -1,14 +1,26 @@
 """Refresh tokens: rotation on every use, reuse detection revoking the family (RFC 9700
-§4.14.2), scope narrowing (RFC 6749 §6)."""
+§4.14.2), scope narrowing (RFC 6749 §6); concurrent uses of one token or code."""
 
 from __future__ import annotations
+
+import threading
 
 import jwt
 
 from authserver import clock
 from authserver.extensions import services
 from authserver.models import RefreshToken
-from tests.support.browser import audit_events, introspect, refresh, signed_in_tokens
+from tests.support.browser import (
+    audit_events,
+    exchange,
+    get_code,
+    introspect,
+    make_person,
+    make_rp,
+    refresh,
+    sign_in,
+    signed_in_tokens,
+)
 from tests.support.factories import make_client
 
 
@@ -112,3 +124,44 @@ def test_revoking_a_refresh_token_kills_its_family(app, client):
     assert response.status_code == 200
     assert _error(refresh(client, rp, secret, first["refresh_token"])) == "invalid_grant"
     assert introspect(app, first["access_token"])["active"] is False
+
+
+def test_two_concurrent_uses_of_one_token_let_exactly_one_through(app, client):
+    rp, secret, first = signed_in_tokens(app, client)
+    barrier, results = threading.Barrier(2), []
+
+    def use():
+        barrier.wait()
+        results.append(refresh(app.test_client(), rp, secret, first["refresh_token"]))
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.status_code for r in results) == [200, 400]
+    # The loser looks exactly like a thief: the family is revoked (RFC 9700 §4.14.2).
+    winner = next(r for r in results if r.status_code == 200).get_json()
+    assert introspect(app, winner["refresh_token"], (rp["client_id"], secret))["active"] \
+        is False
+
+
+def test_two_concurrent_code_exchanges_issue_once(app, client):
+    make_person(app, "dave")
+    rp, secret = make_rp(app, skip_consent=True)
+    sign_in(client, "dave")
+    code, verifier, _ = get_code(client, rp)
+    barrier, results = threading.Barrier(2), []
+
+    def use():
+        barrier.wait()
+        results.append(exchange(app.test_client(), rp, secret, code, verifier))
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.status_code for r in results) == [200, 400]
+    winner = next(r for r in results if r.status_code == 200).get_json()
+    assert introspect(app, winner["access_token"])["active"] is False  # revoked by the replay
