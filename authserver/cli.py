@@ -391,5 +391,63 @@ def bootstrap_admin(ctx: Context):
                f"{issuer}{endpoints.TOKEN}")
 
 
+# -- incident runbook (README) and key export -------------------------------------------------
+
+@keys.command("export-public")
+@pass_ctx
+def keys_export_public(ctx: Context):
+    """Print the public JWKS (no private material): for offline verifiers and backups."""
+    from .admin.keys import public_jwks
+
+    with _admin_errors(), ctx.session() as session:
+        _print_json(public_jwks(session))
+
+
+@keys.command("revoke")
+@click.argument("kid")
+@pass_ctx
+def keys_revoke(ctx: Context, kid: str):
+    """Key compromised: unpublish KID now, activate a new key now if it was the active one;
+    every token it signed stops being active."""
+    from .admin import incidents
+
+    with _admin_errors(), ctx.session() as session:
+        try:
+            result = incidents.revoke_key(session, ctx.sealer(), kid, actor="system")
+        except incidents.UnknownKey:
+            fail(f"no signing key {kid!r}")
+    _print_json(result)
+
+
+@clients_group.command("revoke-tokens")
+@click.argument("client_id")
+@click.option("--rotate-secret", is_flag=True,
+              help="also rotate the secret (printed once, no grace period)")
+@pass_ctx
+def clients_revoke_tokens(ctx: Context, client_id: str, rotate_secret: bool):
+    """Client compromised: every token issued to it so far stops being active and its
+    refresh families are revoked."""
+    from .admin import incidents
+
+    with _admin_errors(), ctx.session() as session:
+        result = incidents.revoke_client_tokens(
+            session, client_id, actor="system", rotate=rotate_secret,
+            digester=_digester(ctx) if rotate_secret else None)
+    _print_json(result)
+
+
+@users_group.command("revoke")
+@click.argument("user_id")
+@pass_ctx
+def users_revoke(ctx: Context, user_id: str):
+    """User compromised: end their browser sessions, revoke their refresh families and
+    every access token issued for them so far."""
+    from .admin import incidents
+
+    with _admin_errors(), ctx.session() as session:
+        result = incidents.revoke_user(session, user_id, actor="system")
+    _print_json(result)
+
+
 if __name__ == "__main__":
     main()

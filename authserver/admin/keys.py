@@ -45,3 +45,12 @@ def rotate_now(session: Session, sealer: Sealer, settings: Settings, actor: str)
         except rotation.RotationConflict:
             continue
     raise rotation.RotationConflict()
+
+
+def public_jwks(session: Session) -> dict:
+    """The public key set as the JWKS endpoint serves it (pending, active and retired keys;
+    public members only), for verifiers that are configured offline and for backups."""
+    import json
+
+    rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+    return {"keys": [json.loads(r.public_jwk) for r in rows]}

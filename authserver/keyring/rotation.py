@@ -162,3 +162,33 @@ def purge_expired(session: Session, now: datetime) -> list[str]:
     session.execute(delete(SigningKey).where(SigningKey.kid.in_(kids)))
     audit.record(session, "key.purged", actor="system", details={"kids": kids})
     return kids
+
+
+class UnknownKey(LookupError):
+    """No signing key has this kid (never existed, purged, or already revoked)."""
+
+
+def revoke(session: Session, sealer: Sealer, kid: str, now: datetime, *, actor: str) -> dict:
+    """Key compromise: the key leaves the key set at once — unpublished, and everything it
+    signed stops verifying (introspection: inactive). If it was the active key of its
+    algorithm, the pending key (already published) is promoted at once; a new pending key is
+    made in either case, so the set keeps one active and one pending key per algorithm.
+    The row is deleted, like a purge; the ``key.revoked`` audit event keeps the record.
+    Raises UnknownKey, or RotationConflict when another process changed the set first."""
+    version = read_version(session)
+    row = session.get(SigningKey, kid) if isinstance(kid, str) else None
+    if row is None:
+        raise UnknownKey(kid)
+    _claim(session, version, now)
+    result = {"kid": row.kid, "alg": row.alg, "previous_state": row.state,
+              "promoted": None, "pending": None}
+    if row.state == ACTIVE:
+        promoted = _keys(session, PENDING).get(row.alg) or _add(
+            session, new_key(row.alg, sealer, now))
+        promoted.state, promoted.activated_at = ACTIVE, now
+        result["promoted"] = promoted.kid
+    if row.state in (ACTIVE, PENDING):
+        result["pending"] = _add(session, new_key(row.alg, sealer, now)).kid
+    session.delete(row)
+    audit.record(session, "key.revoked", actor=actor, details=dict(result))
+    return result

@@ -341,3 +341,6 @@ def list_audit():
 def openapi_document():
     """Public: the shape of the API is no secret, and tools fetch it without a token."""
     return jsonify(openapi.SPEC)
+
+# The incident runbook routes (web/admin_incidents.py) live on this blueprint too.
+from . import admin_incidents  # noqa: E402,F401
