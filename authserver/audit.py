@@ -107,7 +107,8 @@ def _insert_queued(session: Session) -> None:
     queued = session.info.pop(_QUEUE, None)
     if not queued:
         return
-    session.execute(insert(AuditEvent), queued)
+    # Core, not the ORM's bulk path: this runs on every token request.
+    session.connection().execute(insert(AuditEvent.__table__), queued)
     session.info[_WRITTEN] = queued
 
 
