@@ -50,6 +50,11 @@ test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check $(wildcard authserver tests migrations examples bench)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
+# Benchmarks print figures and assert nothing (bench/run.py --help for options).
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(wildcard authserver tests migrations examples bench)
 

@@ -6,8 +6,9 @@
 For each database it creates a fresh database (a PostgreSQL schema of its own, or an SQLite
 file), runs `authserver init`, provisions clients with the real CLI, starts `authserver serve`
 (same worker settings as production) and drives each endpoint with Debian's wrk (installed if
-missing): client-credentials token, introspection, JWKS, and, where the browser flow is
-available, refresh and code exchange (single-use tokens minted beforehand). In the same run it
+missing): code exchange and refresh rotation (single-use codes and refresh tokens minted
+beforehand by bench/mint.py through the server's own services, each used once),
+client-credentials token, introspection and JWKS. In the same run it
 measures a bare Flask app under the same gunicorn settings (the framework floor) and the
 in-process verifier. `--scale` adds 100,000 clients and 1,000,000 revoked-token records to the
 PostgreSQL database and measures again. It prints a table; it asserts nothing.
@@ -99,6 +100,23 @@ end
 """
 
 
+class OnceScript:
+    """A wrk script over single-use request bodies: each run gets its own slice of the
+    minted lines, and each line is sent once (threads interleave by offset)."""
+
+    def __init__(self, auth: str, path: Path, runs: int):
+        self._auth, self._lines = auth, path.read_text().splitlines()
+        self._chunk = max(1, len(self._lines) // runs)
+        self._path, self._run = path, 0
+
+    def __str__(self) -> str:
+        part = self._path.with_suffix(f".{self._run}.txt")
+        start = self._run * self._chunk
+        part.write_text("\n".join(self._lines[start:start + self._chunk]) + "\n")
+        self._run += 1
+        return _LUA_ONCE.format(auth=self._auth, path=part, threads=2)
+
+
 def lua_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -108,8 +126,9 @@ def basic_header(client_id: str, secret: str) -> str:
     return f'wrk.headers["Authorization"] = "Basic {raw}"'
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: int, script: str | None,
+def run_wrk(wrk: str, url: str, connections: int, duration: int, script,
             threads: int = 2) -> dict:
+    script = str(script) if script is not None else None
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", "5s"]
     tmp = None
@@ -178,6 +197,7 @@ class Target:
             "AUTHSERVER_RATELIMIT_ADMIN": UNLIMITED,
         }
         self.process = None
+        self.mint_count = 12000  # single-use codes and refresh tokens per kind
 
     def _psql(self, sql: str) -> None:
         from sqlalchemy import create_engine, text
@@ -206,6 +226,12 @@ class Target:
     def client(self, name: str, *extra: str) -> dict:
         return json.loads(self.cli("clients", "create", "--name", name, "--grant",
                                    "client_credentials", *extra, "--json"))
+
+    def web_client(self) -> dict:
+        return json.loads(self.cli(
+            "clients", "create", "--name", "bench-web", "--grant", "authorization_code",
+            "--grant", "refresh_token", "--scope", "openid", "--default-scope", "openid",
+            "--redirect-uri", "https://app.example/cb", "--json"))
 
     def token(self, client: dict) -> str:
         from urllib.request import Request
@@ -252,7 +278,18 @@ def scenarios(target: Target) -> list[tuple[str, str, str | None]]:
     cc = target.client("bench-cc", "--scope", "a", "--default-scope", "a")
     rs = target.client("bench-rs", "--scope", "x")
     token = target.token(cc)
+    web = target.web_client()
+    mint_dir = target.tmp / "mint"
+    mint_dir.mkdir()
+    subprocess.run([sys.executable, str(ROOT / "bench" / "mint.py"), web["client_id"],
+                    str(target.mint_count), str(mint_dir)], env=target.env, check=True,
+                   cwd=ROOT)
+    web_auth = basic_header(web["client_id"], web["client_secret"])
+    once = {kind: OnceScript(web_auth, mint_dir / f"{kind}.txt", runs=4)
+            for kind in ("code", "refresh")}
     return [
+        ("code exchange", target.url + "/oauth2/token", once["code"]),
+        ("refresh (rotation)", target.url + "/oauth2/token", once["refresh"]),
         ("client_credentials token", target.url + "/oauth2/token",
          _LUA_POST.format(auth=basic_header(cc["client_id"], cc["client_secret"]),
                           bodies=lua_quote("grant_type=client_credentials"))),
