@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the test suite drives for real (browser flow, TLS proxy, load generator).
-TEST_APT_PACKAGES := chromium
+TEST_APT_PACKAGES := chromium nginx
 PYTEST_ARGS ?=
 
 .PHONY: run init test lint bench system-deps clean

@@ -91,8 +91,13 @@ def init(ctx: Context):
     for name in created:
         click.echo(f"created {s.keys_path / name} (mode 0600): back it up, keep it secret")
     migrate.upgrade(ctx.engine)
-    with ctx.session() as session, transaction(session):
-        changed = rotation.ensure_keys(session, ctx.sealer(), clock.now())
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with ctx.session() as session, transaction(session):
+            changed = rotation.ensure_keys(session, ctx.sealer(), clock.now())
+    except (IntegrityError, rotation.RotationConflict):
+        changed = False  # another instance's init made them at the same moment
     click.echo("schema at head; " + ("signing keys created" if changed else "signing keys ok"))
 
 
