@@ -63,12 +63,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
 
     # 4. Per-request context: request id, audit context, session teardown, metrics; then
-    #    the body size limit (before any view reads) and the security headers.
+    #    the body size limit and NUL check (before any view reads), the security headers.
     _install_request_hooks(app)
     errors.register(app)
-    from .web import body_limit, headers
+    from .web import headers, request_guard
 
-    body_limit.register(app)
+    request_guard.register(app)
     headers.register(app)
 
     # 5. Features, each a blueprint over its own services.

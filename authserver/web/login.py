@@ -45,7 +45,7 @@ def _form_context(next_url: str | None) -> dict:
     if hint and len(hint) <= login_service.MAX_USERNAME:
         context["username"] = hint
     client_id = (query.get("client_id") or [""])[0]
-    if client_id and len(client_id) <= 64:
+    if client_id and len(client_id) <= 64 and "\x00" not in client_id:  # PostgreSQL: no NUL
         client = db_session().get(Client, client_id)
         if client is not None and client.active:
             context["client_name"] = client.client_name

@@ -126,3 +126,28 @@ def test_a_live_server_refuses_large_chunked_and_declared_bodies(live_server):
         status_line, _, rest = raw.partition(b"\r\n")
         assert b" 413 " in status_line, raw[:300]
         assert b'"invalid_request"' in rest
+
+
+@pytest.mark.parametrize("method,path,kwargs", [
+    ("GET", endpoints.AUTHORIZATION, {"query_string": {"client_id": "a\x00b"}}),
+    ("POST", endpoints.TOKEN, {"data": {"grant_type": "client_credentials",
+                                        "client_id": "a\x00", "client_secret": "x"}}),
+    ("POST", endpoints.INTROSPECTION, {"data": {"token": "t", "client_id": "a\x00",
+                                                "client_secret": "x"}}),
+    ("GET", endpoints.END_SESSION, {"query_string": {"client_id": "a\x00"}}),
+    ("GET", "/admin/clients/a%00b", {}),
+    ("POST", "/admin/clients", {"data": '{"client_name": "a\\u0000"}',
+                                "content_type": "application/json"}),
+])
+def test_nul_characters_are_refused_before_they_reach_the_database(client, method, path,
+                                                                   kwargs):
+    # PostgreSQL refuses NUL in text: these were 500s there (SQLite took them).
+    response = client.open(path, method=method, **kwargs)
+    assert response.status_code == 400, response.get_data()[:200]
+    assert response.get_json()["error"] == "invalid_request"
+
+
+def test_a_nul_inside_the_login_next_url_shows_the_page(client):
+    # The client_id inside ``next`` is decoded by the page itself (a 500 on PostgreSQL before).
+    response = client.get("/login", query_string={"next": "/oauth2/authorize?client_id=a%00"})
+    assert response.status_code == 200 and 'name="password"' in response.get_data(as_text=True)

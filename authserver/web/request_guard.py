@@ -1,5 +1,6 @@
-"""Request size limit (AUTHSERVER_MAX_BODY_BYTES, CONTRACT §4): 413 ``invalid_request`` JSON on
-every endpoint, before any view runs.
+"""Checks on every request before any view runs: the size limit and NUL characters.
+
+Size (AUTHSERVER_MAX_BODY_BYTES, CONTRACT §4): 413 ``invalid_request`` JSON on every endpoint.
 
 Flask's MAX_CONTENT_LENGTH alone is not enough: it acts only when a view reads the body, so an
 endpoint that ignores its body would answer 200 to a gigabyte, and a login page would answer
@@ -12,11 +13,17 @@ MAX_CONTENT_LENGTH without an error: the view would silently see a truncated bod
 from __future__ import annotations
 
 import io
+import re
 
 from flask import Flask, request
 
 from ..errors import json_error
 from ..extensions import services
+
+# NUL (U+0000) is valid in no parameter we take (RFC 6749 Appendix A allows %x20-7E and
+# UNICODECHARNOCRLF without it), and PostgreSQL refuses it in text: without this check a NUL in
+# a client_id or username became a DataError (500) on PostgreSQL while SQLite accepted it.
+_JSON_NUL = re.compile(rb"\\u0000", re.IGNORECASE)
 
 _DESCRIPTION = "request body too large"
 
@@ -57,5 +64,23 @@ def _read_at_most(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _has_nul() -> bool:
+    if "\x00" in request.path:
+        return True
+    values = list(request.args.values())
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += request.form.values()
+    if any("\x00" in v for v in values):
+        return True
+    return request.is_json and bool(_JSON_NUL.search(request.get_data(cache=True)))
+
+
+def _check_nul():
+    if _has_nul():
+        return json_error(400, "invalid_request", "NUL characters are not allowed")
+    return None
+
+
 def register(app: Flask) -> None:
     app.before_request(_check_size)
+    app.before_request(_check_nul)
