@@ -61,6 +61,24 @@ def settings(request, database_url, keys_dir) -> Settings:
     return Settings(database_url=database_url, keys_dir=str(keys_dir), **overrides)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _signing_key_pool():
+    """Generating RSA keys dominates a test's set-up (every test starts from an empty key
+    set). In-process tests draw from a pool made once per worker instead; consecutive draws
+    are distinct keys, so kids stay unique within a test. The generation code itself is
+    exercised by the e2e tests, whose server processes are not patched."""
+    import itertools
+
+    from authserver.keyring import store
+
+    original = store._generate
+    pools = {alg: itertools.cycle([original(alg) for _ in range(16)])
+             for alg in store.ALGORITHMS}
+    store._generate = lambda alg: next(pools[alg])
+    yield
+    store._generate = original
+
+
 @pytest.fixture(autouse=True)
 def _reset_clock():
     clock.reset()
