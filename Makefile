@@ -34,7 +34,8 @@ run: init
 	@echo "  health:    http://$(HOST):$(PORT)/readyz"
 	@echo "  next:      README.md, 'Getting a token'"
 	@echo
-	$(BIN)/authserver serve --host $(HOST) --port $(PORT)
+	AUTHSERVER_ISSUER="$${AUTHSERVER_ISSUER:-http://$(HOST):$(PORT)}" \
+	  $(BIN)/authserver serve --host $(HOST) --port $(PORT)
 
 system-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
