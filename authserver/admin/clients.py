@@ -59,6 +59,14 @@ class InvalidCursor(ValueError):
     pass
 
 
+def _new_client_id() -> str:
+    """144 random bits, URL-safe, never starting with "-" (a CLI argument would read it as
+    an option)."""
+    while (value := secrets.token_urlsafe(18))[0] == "-":
+        pass
+    return value
+
+
 def _needs_secret(method: str) -> bool:
     return method in schemas.SECRET_METHODS
 
@@ -133,7 +141,7 @@ def create_client(session: Session, digester: Digester, settings: Settings, meta
     and private_key_jwt clients), which is never retrievable again."""
     meta = schemas.parse_create(metadata, settings)
     now = clock.now()
-    client = Client(client_id=secrets.token_urlsafe(18), created_at=now, updated_at=now)
+    client = Client(client_id=_new_client_id(), created_at=now, updated_at=now)
     _apply(client, meta)
     secret = _new_secret(client, digester) if _needs_secret(client.token_endpoint_auth_method) \
         else None
