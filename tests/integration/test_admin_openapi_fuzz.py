@@ -71,7 +71,7 @@ def _errors_are_json(ctx, response, case):
 
 @pytest.mark.settings(ratelimit_admin="100000/minute")
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 def test_admin_api_conforms_to_its_openapi_description(case, app, admin_headers, existing):
     _aim(case, existing)
