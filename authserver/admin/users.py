@@ -89,13 +89,21 @@ def validate(data) -> dict:
     }
 
 
+def _new_user_id() -> str:
+    """128 random bits, URL-safe, never starting with "-" (a CLI argument would read it as an
+    option)."""
+    while (value := secrets.token_urlsafe(16))[0] == "-":
+        pass
+    return value
+
+
 def create_user(session: Session, data: dict, *, actor: str) -> User:
     clean = validate(data)
     if session.scalars(select(User.id).where(User.username == clean["username"])).first():
         raise UserExists("username is taken")
     now = clock.now()
     user = User(
-        id=secrets.token_urlsafe(16), password_hash=hash_password(clean.pop("password")),
+        id=_new_user_id(), password_hash=hash_password(clean.pop("password")),
         enabled=True, created_at=now, updated_at=now, **clean,
     )
     try:
