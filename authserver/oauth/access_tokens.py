@@ -74,12 +74,19 @@ def decode(svc: Services, token: str, verify_exp: bool = True) -> dict | None:
     try:
         claims = jwt.decode(
             token, key.public_key, algorithms=[key.alg], issuer=svc.settings.issuer,
-            options={"verify_aud": False, "verify_exp": verify_exp,
+            # Times are checked below against our clock (clock.py), not PyJWT's wall clock.
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False,
+                     "verify_nbf": False,
                      "require": ["exp", "iat", "jti", "sub", "client_id"]},
         )
     except jwt.PyJWTError:
         return None
-    if verify_exp and claims["exp"] <= clock.timestamp():  # our clock, not the wall clock
+    if not all(isinstance(claims[c], int) for c in ("exp", "iat")):
+        return None
+    now = clock.timestamp()
+    if verify_exp and claims["exp"] <= now:
+        return None
+    if claims["iat"] > now + 5:  # issued in the future: not ours
         return None
     return claims
 

@@ -109,3 +109,12 @@ def test_revoking_garbage_is_200_and_missing_token_is_invalid_request(client, is
     assert client.post(REVOKE, data={"token": "nonsense"}, headers=auth).status_code == 200
     assert_oauth_error(client.post(REVOKE, data={}, headers=auth), 400, "invalid_request")
     assert_oauth_error(client.post(REVOKE, data={"token": "x"}), 401, "invalid_client")
+
+
+def test_validity_follows_the_servers_clock_not_the_wall_clock(app, client, issued):
+    """A token issued after the clock moved forward is active (iat is checked on our clock)."""
+    _, client_id, auth, rs_auth = issued
+    clock.travel(7200)
+    token = client.post(TOKEN, data={"grant_type": "client_credentials"},
+                        headers=auth).get_json()["access_token"]
+    assert _introspect(client, token, rs_auth)["active"] is True
