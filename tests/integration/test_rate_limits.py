@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from authserver import endpoints
-from tests.support.browser import PASSWORD, audit_events, csrf_token, make_person, sign_in
+from tests.support.browser import PASSWORD, audit_events, make_person, sign_in
 from tests.support.factories import admin_token, basic_auth, bearer, make_client
 
 WRONG = "not the password"
