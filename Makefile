@@ -49,7 +49,7 @@ system-deps:
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check $(wildcard authserver tests migrations examples bench)
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --durations=20 $(PYTEST_ARGS)
 
 # Benchmarks print figures and assert nothing (bench/run.py --help for options).
 BENCH_ARGS ?=
