@@ -56,6 +56,9 @@ def gunicorn_options(*, host: str = "127.0.0.1", port: int = 8000, workers: int 
         # gunicorn ≥ 24 opens a control socket at a fixed path; two instances on one host
         # would fight over it, and we do not use it.
         "control_socket_disable": True,
+        # Forwarded headers are the app's business (ProxyFix, AUTHSERVER_TRUSTED_PROXIES);
+        # gunicorn would otherwise trust X-Forwarded-Proto from loopback on its own.
+        "forwarded_allow_ips": "",
         "on_starting": on_starting,
         "child_exit": child_exit,
         "on_exit": on_exit,
