@@ -35,7 +35,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer_is_https,
-        JSON_SORT_KEYS=False,
     )
 
     # 2. Client address and scheme: only as many proxy hops as the operator trusts.
