@@ -100,7 +100,7 @@ def _served_by(servers: dict, request_id: str) -> list[str]:
 
 
 def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
-        settings, redis_url, live_server, tmp_path, backend):
+        settings, redis_url, live_server, tmp_path, backend, request):
     started = time.monotonic()
     phases: dict[str, float] = {}
     ports = {"a": free_port(), "b": free_port(), "tls": free_port(), "http": free_port()}
@@ -123,6 +123,7 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
     outputs = [p.communicate(timeout=120)[0] for p in inits]
     assert [p.returncode for p in inits] == [0, 0], outputs
     engine = make_engine(settings.database_url)
+    request.addfinalizer(engine.dispose)  # also when an assertion below fails
     with engine.connect() as conn:
         states = sorted(conn.execute(text("SELECT state FROM signing_keys")).scalars())
     assert states == ["active"] * 2 + ["pending"] * 2  # one init made them, once
@@ -228,6 +229,9 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
         # -- bounded load through the proxy; instance a is killed in the middle ---------------
         received: dict[str, str] = {}  # jti -> token
         revoked: set[str] = set()
+        # A revocation whose answer was lost (its instance killed after the commit) may or
+        # may not have happened: such tokens can be in either state.
+        uncertain: set[str] = set()
         failed = {"token": 0, "revoke": 0}
         lock = threading.Lock()
         stop_at = time.monotonic() + LOAD_SECONDS
@@ -264,6 +268,7 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
                             revoked.add(jti)
                         else:
                             failed["revoke"] += 1
+                            uncertain.add(jti)
 
         load_ids = tuple(c["client_id"] for c in load_clients)
         before_load = _token_events(engine, load_ids)
@@ -291,7 +296,9 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
         with ThreadPoolExecutor(8) as pool:
             states = dict(pool.map(introspect, received.items()))
         phases["introspection"] = time.monotonic() - started - phases["setup"] - phases["load"]
-        wrong = {jti for jti, active in states.items() if active == (jti in revoked)}
+        wrong = {jti for jti, active in states.items()
+                 if jti not in uncertain and active == (jti in revoked)}
+        assert len(uncertain) <= failed["revoke"]
         assert not wrong, f"{len(wrong)} tokens in the wrong state"
 
         # nothing received is missing from the audit log, and the chain is intact

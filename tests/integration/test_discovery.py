@@ -67,6 +67,7 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path, keys_dir):
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/nope/../missing.db",
                               keys_dir=str(keys_dir)))
     response = app.test_client().get("/readyz")
+    app.extensions["authserver"].engine.dispose()
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
 

@@ -28,6 +28,7 @@ def served(settings):
     yield app
     server.shutdown()
     server.server_close()
+    app.extensions["authserver"].engine.dispose()
     thread.join(timeout=5)
     app.extensions["authserver"].engine.dispose()
 
