@@ -26,11 +26,47 @@ def pytest_report_header(config):
     return [f"authserver backends: {', '.join(backends())}; redis: {'yes' if redis else 'no'}"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Like PostgreSQL, Redis is covered when its URL is given (`.ci/run` always gives it):
+    without AUTHSERVER_TEST_REDIS_URL the Redis tests are deselected (reported), and with it
+    an unreachable Redis fails them loudly."""
+    if os.environ.get(REDIS_ENV):
+        return
+    drop = [i for i in items if "redis_url" in getattr(i, "fixturenames", ())]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
+
+
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory, worker_id):
     dbs = Databases(tmp_path_factory.mktemp("db"), worker_id)
     yield dbs
     dbs.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_registry():
+    """Whole-suite sweep (tests/support/leak_sweep.py): fails the session's last test
+    teardown if any registered secret or a JWT reached a log line; audit rows are checked
+    after every test."""
+    import logging
+
+    from authserver.security import tokens
+    from tests.support import browser
+    from tests.support.leak_sweep import Collector, Registry
+
+    registry = Registry()
+    registry.add(browser.PASSWORD)
+    original = tokens.generate
+    tokens.generate = lambda nbytes=tokens.SECRET_BYTES: registry.add(original(nbytes))
+    handler = Collector(registry)
+    logging.getLogger().addHandler(handler)
+    yield registry
+    logging.getLogger().removeHandler(handler)
+    tokens.generate = original
+    leaks = registry.leaks("\n".join(registry.log_lines))
+    assert not leaks, f"secrets in log lines: {leaks[:5]}"
 
 
 @pytest.fixture(params=backends())
@@ -39,11 +75,13 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def database_url(databases, backend):
+def database_url(databases, backend, leak_registry):
     url = databases.url(backend)
     databases.wipe(backend)
     yield url
+    leaks = leak_registry.leaks(databases.audit_text(backend))
     databases.wipe(backend)
+    assert not leaks, f"secrets in audit rows: {leaks[:5]}"
 
 
 @pytest.fixture
@@ -99,7 +137,7 @@ def client(app):
 
 
 @pytest.fixture
-def live_server(settings):
+def live_server(settings, leak_registry):
     servers: list[live.LiveServer] = []
 
     def start(**kwargs) -> live.LiveServer:
@@ -110,6 +148,8 @@ def live_server(settings):
     yield start
     for server in servers:
         server.stop()
+    for server in servers:
+        leak_registry.log_lines.append(server.log())
 
 
 @pytest.fixture

@@ -80,6 +80,11 @@ class Databases:
                               "VALUES (1, 0, :h)"), {"h": "0" * 64})
             conn.execute(text("INSERT INTO keyring_state (id, version) VALUES (1, 0)"))
 
+    def audit_text(self, backend: str) -> str:
+        from tests.support.leak_sweep import audit_rows_text
+
+        return audit_rows_text(self._engines[backend])
+
     def close(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
