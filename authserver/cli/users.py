@@ -57,3 +57,20 @@ def users_revoke(ctx: Context, user_id: str):
     with _admin_errors(), ctx.session() as session:
         result = incidents.revoke_user(session, user_id, actor="system")
     _print_json(result)
+
+
+@users_group.command("revoke-consent")
+@click.argument("user_id")
+@click.argument("client_id")
+@pass_ctx
+def users_revoke_consent(ctx: Context, user_id: str, client_id: str):
+    """Forget USER_ID's consent to CLIENT_ID (asked again next time); the client's refresh
+    families for the user are revoked."""
+    from ..db import transaction
+    from ..oauth import consent
+
+    with _admin_errors(), ctx.session() as session, transaction(session):
+        revoked = consent.revoke(session, user_id, client_id, actor="system")
+    if not revoked:
+        fail("no active consent for this user and client")
+    click.echo("consent revoked")

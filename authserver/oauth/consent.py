@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit, clock
-from ..models import Client, Consent, User
+from ..models import Client, Consent, RefreshFamily, User
 from . import scopes as scope_lib
 
 # What each scope lets the application do, in words a person can judge.
@@ -66,3 +66,23 @@ def grant(db: Session, user: User, client: Client, scopes: list[str]) -> None:
 def deny(db: Session, user: User, client: Client, scopes: list[str]) -> None:
     audit.record(db, "consent.denied", actor=f"user:{user.id}", client_id=client.client_id,
                  outcome="failure", details={"scope": scope_lib.join(scopes)})
+
+
+def revoke(db: Session, user_id: str, client_id: str, *, actor: str) -> bool:
+    """Forget a remembered consent: the next authorization asks again, and the client's
+    refresh families for this person are revoked with it (what was allowed is withdrawn, not
+    just the page). False when there is no active consent. The caller commits."""
+    consent = _current(db, user_id, client_id)
+    if consent is None or consent.revoked_at is not None:
+        return False
+    now = clock.now()
+    consent.revoked_at = now
+    families = db.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.user_id == user_id, RefreshFamily.client_id == client_id,
+               RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason="consent_revoked")
+    ).rowcount
+    audit.record(db, "consent.revoked", actor=actor, client_id=client_id,
+                 details={"user": user_id, "refresh_families_revoked": families})
+    return True

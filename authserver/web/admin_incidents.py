@@ -6,8 +6,10 @@ from __future__ import annotations
 from flask import Response, g, jsonify
 
 from ..admin import incidents
+from ..db import transaction
 from ..errors import json_error
 from ..extensions import db_session, services
+from ..oauth import consent
 from .admin_api import ApiError, _check_id, _json_body, bp
 
 
@@ -36,6 +38,17 @@ def revoke_client_tokens(client_id: str):
                                             actor=g.admin_actor, rotate=rotate,
                                             digester=services().digester)
     return jsonify(result)
+
+
+@bp.delete("/users/<user_id>/consents/<client_id>")
+def revoke_consent(user_id: str, client_id: str):
+    session = db_session()
+    with transaction(session):
+        revoked = consent.revoke(session, _check_id(user_id), _check_id(client_id),
+                                 actor=g.admin_actor)
+    if not revoked:
+        return json_error(404, "not_found", "no active consent for this user and client")
+    return Response(status=204)
 
 
 @bp.post("/users/<user_id>/revoke")
@@ -74,6 +87,18 @@ def _describe() -> None:
                               "400": oa._error("invalid body, or rotate_secret for a "
                                                "client without a secret"),
                               "404": not_found, **auth},
+            },
+        },
+        "/admin/users/{user_id}/consents/{client_id}": {
+            "parameters": [oa._path_id("user_id"), oa._path_id("client_id")],
+            "delete": {
+                "operationId": "revokeConsent",
+                "description": "Forget the user's consent to the client (asked again next "
+                               "time); the client's refresh families for the user are "
+                               "revoked.",
+                "responses": {"204": {"description": "revoked"},
+                              "404": oa._error("no active consent for this user and client"),
+                              **auth},
             },
         },
         "/admin/users/{user_id}/revoke": {
