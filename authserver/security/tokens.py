@@ -41,6 +41,3 @@ class Digester:
             return False
         return hmac.compare_digest(self.digest(value, purpose), stored_digest)
 
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
