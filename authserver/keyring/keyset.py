@@ -40,6 +40,7 @@ class Snapshot:
     verifying: dict[str, LoadedKey]  # kid -> keys that sign or signed (active, retired)
     jwks_body: bytes  # pre-encoded: served as is
     active_since: object  # earliest activated_at among active keys (for the schedule)
+    next_purge: object  # earliest purge_after among retired keys, or None
 
 
 class KeySet:
@@ -109,16 +110,20 @@ class KeySet:
     def _maintain(self, session: Session) -> None:
         now = clock.now()
         snap = self._snapshot
+        # Write transactions only when the loaded snapshot says something is due: on SQLite
+        # each one takes the database's write lock, and this runs every few seconds.
         try:
-            with transaction(session):
-                if snap is None or not snap.signing:
+            if snap is None or not snap.signing:
+                with transaction(session):
                     rotation.ensure_keys(session, self._sealer, now)
-                elif rotation.rotation_due(snap.active_since, self._settings, now):
+            elif rotation.rotation_due(snap.active_since, self._settings, now):
+                with transaction(session):
                     rotation.rotate(session, self._sealer, self._settings, now, scheduled=True,
                                     expected_version=snap.version)
-                    log.info("signing keys rotated on schedule")
-            with transaction(session):
-                rotation.purge_expired(session, now)
+                log.info("signing keys rotated on schedule")
+            if snap is not None and snap.next_purge is not None and now >= snap.next_purge:
+                with transaction(session):
+                    rotation.purge_expired(session, now)
         except (rotation.RotationConflict, IntegrityError):
             pass  # another process did it first; we load its result below
 
@@ -127,6 +132,7 @@ class KeySet:
         keys = tuple(LoadedKey.from_row(r, self._sealer) for r in rows)
         signing = {k.alg: k for k in keys if k.state == ACTIVE}
         activated = [r.activated_at for r in rows if r.state == ACTIVE and r.activated_at]
+        purges = [r.purge_after for r in rows if r.state == RETIRED and r.purge_after]
         body = json.dumps({"keys": [k.public_jwk for k in keys]}, separators=(",", ":"))
         return Snapshot(
             version=version or 0,
@@ -135,4 +141,5 @@ class KeySet:
             verifying={k.kid: k for k in keys if k.state in (ACTIVE, RETIRED)},
             jwks_body=body.encode(),
             active_since=min(activated) if activated else None,
+            next_purge=min(purges) if purges else None,
         )

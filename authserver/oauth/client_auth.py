@@ -13,7 +13,7 @@ import binascii
 import ipaddress
 from urllib.parse import unquote_plus
 
-from .. import audit, clock
+from .. import audit, clock, endpoints
 from ..extensions import Services
 from ..models.client import Client
 from . import client_assertion
@@ -92,7 +92,7 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
         if form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE:
             raise fail("unsupported client_assertion_type", client)
         audiences = list(dict.fromkeys([svc.settings.issuer, endpoint_url,
-                                        svc.settings.issuer + "/oauth2/token"]))
+                                        svc.settings.issuer + endpoints.TOKEN]))
         try:
             client_assertion.verify(session, client, credential or "", audiences,
                                     svc.extra["client_jwks"])

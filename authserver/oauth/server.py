@@ -44,10 +44,9 @@ NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
 class AuthorizationServer(FlaskAuthorizationServer):
-    def __init__(self, app):
+    def __init__(self):
         super().__init__()
         errors.install()
-        self._app = app
         self.scopes_supported = None  # per-client scopes are enforced by the grants
 
     # -- per-app services -----------------------------------------------------------------
@@ -95,9 +94,9 @@ class AuthorizationServer(FlaskAuthorizationServer):
         pass  # no blinker signals: audit events are written by the grants
 
 
-def init(app) -> AuthorizationServer:
+def init() -> AuthorizationServer:
     from .client_credentials import ClientCredentialsGrant
 
-    server = AuthorizationServer(app)
+    server = AuthorizationServer()
     server.register_grant(ClientCredentialsGrant)
     return server

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .checks import check_audience, check_issuer, check_scopes, check_times
+from .checks import TokenChecks, check_audience, check_issuer, check_times
 from .discovery import check_url
-from .errors import ConfigurationError, InvalidToken, VerifierError
+from .errors import ConfigurationError, InvalidToken
 from .jwks_cache import JwksCache
 from .keys import ALGORITHMS, Algorithm
 
@@ -61,7 +61,7 @@ def _media_type(typ: Any) -> str | None:
     return typ[len("application/"):] if typ.startswith("application/") else typ
 
 
-class Verifier:
+class Verifier(TokenChecks):
     """Verifies bearer JWT access tokens for one issuer and one audience (our API)."""
 
     def __init__(self, issuer: str, audience: str, *,
@@ -109,17 +109,6 @@ class Verifier:
         self._clock = clock
         # header segment -> (algorithm, key object, key-set generation it was resolved in)
         self._headers: dict[str, tuple[Algorithm, Any, int]] = {}
-
-    def verify(self, token: str, scopes: Iterable[str] = ()) -> dict[str, Any]:
-        """The verified claims, or InvalidToken / InsufficientScope (with this realm)."""
-        try:
-            claims = self._verify(token)
-            if scopes:
-                check_scopes(claims, scopes)
-        except VerifierError as exc:
-            exc.realm = self.realm
-            raise
-        return claims
 
     def _verify(self, token: str) -> dict[str, Any]:
         if type(token) is not str or len(token) > MAX_TOKEN_LENGTH \

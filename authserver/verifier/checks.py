@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import InsufficientScope, InvalidToken
+from .errors import InsufficientScope, InvalidToken, VerifierError
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
@@ -78,3 +78,25 @@ def validate_scope_names(scopes: Iterable[str]) -> tuple[str, ...]:
         ):
             raise ValueError(f"invalid scope name {scope!r}")
     return result
+
+
+class TokenChecks:
+    """The public ``verify`` shared by Verifier and IntrospectionVerifier: the subclass's
+    ``_verify`` proves the token; required scopes are checked here, and every refusal
+    carries the verifier's realm for its WWW-Authenticate challenge (RFC 6750 §3)."""
+
+    realm: str
+
+    def verify(self, token: str, scopes: Iterable[str] = ()) -> dict[str, Any]:
+        """The verified claims, or InvalidToken / InsufficientScope (with this realm)."""
+        try:
+            claims = self._verify(token)
+            if scopes:
+                check_scopes(claims, scopes)
+        except VerifierError as exc:
+            exc.realm = self.realm
+            raise
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        raise NotImplementedError

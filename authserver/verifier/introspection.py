@@ -12,13 +12,13 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
-from .checks import check_audience, check_issuer, check_scopes, check_times
+from .checks import TokenChecks, check_audience, check_issuer, check_times
 from .discovery import FetchError, check_url, discover, fetch_json
-from .errors import ConfigurationError, IntrospectionUnavailable, InvalidToken, VerifierError
+from .errors import ConfigurationError, IntrospectionUnavailable, InvalidToken
 
 MAX_CACHE_TTL = 60.0
 _CACHE_SIZE = 10_000
@@ -27,7 +27,7 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 _ACCESS_TOKEN_TYPES = {"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
 
 
-class IntrospectionVerifier:
+class IntrospectionVerifier(TokenChecks):
     def __init__(self, issuer: str, audience: str, *, client_id: str, client_secret: str,
                  introspection_endpoint: str | None = None, cache_ttl: float = 5.0,
                  leeway: float = 5.0, realm: str = "api", timeout: float = 5.0,
@@ -53,16 +53,6 @@ class IntrospectionVerifier:
         self._clock = clock
         self._cache: dict[bytes, tuple[float, dict[str, Any]]] = {}
         self._discovery_lock = threading.Lock()
-
-    def verify(self, token: str, scopes: Iterable[str] = ()) -> dict[str, Any]:
-        try:
-            claims = self._verify(token)
-            if scopes:
-                check_scopes(claims, scopes)
-        except VerifierError as exc:
-            exc.realm = self.realm
-            raise
-        return claims
 
     def _verify(self, token: str) -> dict[str, Any]:
         if type(token) is not str or len(token) > 16 * 1024 or not _B64TOKEN.fullmatch(token):

@@ -52,6 +52,6 @@ def revoke():
 
 def register(app: Flask) -> None:
     svc = services(app)
-    svc.extra["oauth_server"] = oauth_server.init(app)
+    svc.extra["oauth_server"] = oauth_server.init()
     svc.extra["client_jwks"] = ClientJwksCache(svc.settings.allow_private_jwks_uri)
     app.register_blueprint(bp)
