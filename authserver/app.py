@@ -11,10 +11,12 @@ from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import audit, errors, logs, metrics, ratelimit
+from .audit_writer import AuditWriter
 from .config import Settings
 from .db import make_engine, make_session_factory
 from .extensions import Services, close_db_session
 from .keyring import KeySet, Signer
+from .oauth.client_cache import ClientCache
 from .security import material
 from .security.aead import Sealer
 from .security.tokens import Digester
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         keyset=keyset,
         signer=Signer(keyset),
         audit_sealer=audit.Sealer(session_factory),
+        clients=ClientCache(engine, settings.client_cache_seconds),
+        audit_writer=AuditWriter(engine),
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
 
@@ -103,6 +107,7 @@ def _install_request_hooks(app: Flask) -> None:
         svc = app.extensions["authserver"]
         svc.keyset.tick()
         svc.audit_sealer.tick()
+        svc.clients.tick()
 
     @app.after_request
     def _finish(response):

@@ -130,6 +130,12 @@ class Settings:
         "How often each process re-reads the key set's version from the database; bounds the "
         "time until every instance signs with a newly promoted key (must be below 5).",
     )
+    client_cache_seconds: int = _setting(
+        1,
+        "Each process caches clients and re-reads their change counter at most this often: a "
+        "client change made elsewhere is in force everywhere within this many seconds (0: "
+        "checked before every request).",
+    )
     access_token_alg: str = _setting(
         "ES256", "Signing algorithm of access tokens: ES256 (fast) or RS256."
     )

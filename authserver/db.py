@@ -125,10 +125,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextlib.contextmanager
 def transaction(session: Session) -> Iterator[Session]:
-    """Commit what the block did, or roll all of it back."""
+    """Commit what the block did, or roll all of it back (nothing to do when the block did
+    not use the session: the client-credentials path, with its cached client)."""
     try:
         yield session
-        session.commit()
+        if session.in_transaction():
+            session.commit()
     except BaseException:
         session.rollback()
         raise

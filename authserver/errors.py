@@ -74,6 +74,15 @@ def _unexpected(exc: Exception) -> Response:
     return json_error(500, "server_error", "internal error", request_id=request_id)
 
 
+def _audit_unavailable(exc: Exception) -> Response:
+    log.error("audit log unavailable (%s) request_id=%s", exc, g.get("request_id"))
+    return json_error(503, "temporarily_unavailable", "try again later",
+                      request_id=g.get("request_id"))
+
+
 def register(app: Flask) -> None:
+    from .audit_writer import AuditUnavailable
+
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(AuditUnavailable, _audit_unavailable)
     app.register_error_handler(Exception, _unexpected)

@@ -8,8 +8,10 @@ from flask import Flask, current_app, g
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .audit_writer import AuditWriter
 from .config import Settings
 from .keyring import KeySet, Signer
+from .oauth.client_cache import ClientCache
 from .security.aead import Sealer
 from .security.tokens import Digester
 
@@ -24,6 +26,8 @@ class Services:
     keyset: KeySet
     signer: Signer
     audit_sealer: object  # audit.Sealer (typed loosely: audit imports models, not Flask)
+    clients: ClientCache
+    audit_writer: AuditWriter  # group commit of events that accompany no other write
     extra: dict = field(default_factory=dict)  # per-feature objects (limiter, oauth server …)
 
 

@@ -173,8 +173,8 @@ def parse_wrk(text: str) -> dict:
 class Target:
     """A fresh database, `authserver init`, clients from the CLI, `authserver serve`."""
 
-    def __init__(self, db: str, workers: int, threads: int):
-        self.db, self.workers, self.threads = db, workers, threads
+    def __init__(self, db: str, workers: int, threads: int, server: str = "gunicorn"):
+        self.db, self.workers, self.threads, self.server = db, workers, threads, server
         self.tmp = Path(tempfile.mkdtemp(prefix=f"authserver-bench-{db}-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -221,7 +221,8 @@ class Target:
         log = open(self.tmp / "serve.log", "wb")  # noqa: SIM115 - kept for the process
         self.process = subprocess.Popen(
             [str(BIN / "authserver"), "serve", "--port", str(self.port),
-             "--workers", str(self.workers), "--threads", str(self.threads)],
+             "--workers", str(self.workers), "--threads", str(self.threads),
+             "--server", self.server],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_ready(self.url + "/readyz")
 
@@ -320,10 +321,10 @@ def print_table(title: str, rows: list[tuple[str, int, dict]], floor: dict[int, 
     sys.stdout.flush()
 
 
-def measure_floor(wrk: str, args) -> dict[int, dict]:
+def measure_floor(wrk: str, args, server: str) -> dict[int, dict]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_serve.py"), str(port),
-                             str(args.workers), str(args.threads)], cwd=ROOT,
+                             str(args.workers), str(args.threads), server], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/floor")
@@ -334,14 +335,16 @@ def measure_floor(wrk: str, args) -> dict[int, dict]:
         proc.wait(timeout=30)
 
 
-def bench_target(wrk: str, db: str, args, floor: dict) -> None:
-    target = Target(db, args.workers, args.threads)
+def bench_target(wrk: str, db: str, args, floor: dict, server: str) -> None:
+    target = Target(db, args.workers, args.threads, server)
     try:
         target.start()
-        plan = scenarios(target)
+        plan = [s for s in scenarios(target)
+                if not args.only or any(o in s[0] for o in args.only)]
         rows = [(name, c, run_wrk(wrk, url, c, args.duration, script))
                 for name, url, script in plan for c in args.connections]
-        print_table(f"authserver on {db} ({args.workers} workers x {args.threads} threads)",
+        print_table(f"authserver on {db}, {server} ({args.workers} workers x {args.threads} "
+                    "threads)",
                     rows, floor)
         if args.scale and db == "postgresql":
             seed_scale(target, 100_000, 1_000_000)
@@ -363,18 +366,27 @@ def main() -> None:
     parser.add_argument("--db", choices=["postgresql", "sqlite", "both"], default="both")
     parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--server", nargs="+", choices=["granian", "gunicorn"],
+                        default=["granian", "gunicorn"], help="`authserver serve --server`")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--only", nargs="+", default=[],
+                        help="scenarios whose name contains one of these words")
+    parser.add_argument("--no-floor", action="store_true", help="skip the framework floor")
     parser.add_argument("--scale", action="store_true",
                         help="also measure with 100k clients and 1M token records (PostgreSQL)")
     args = parser.parse_args()
     wrk = ensure_wrk()
     print(f"machine: {os.cpu_count()} CPUs; wrk: {wrk}; {args.duration}s per measurement")
-    floor = measure_floor(wrk, args)
-    print_table("framework floor: bare Flask JSON, same gunicorn settings",
-                [("floor", c, r) for c, r in floor.items()], floor)
-    for db in (["postgresql", "sqlite"] if args.db == "both" else [args.db]):
-        bench_target(wrk, db, args, floor)
+    for server in args.server:
+        floor = {} if args.no_floor else measure_floor(wrk, args, server)
+        if floor:
+            print_table(f"framework floor: bare Flask JSON, same {server} settings",
+                        [("floor", c, r) for c, r in floor.items()], floor)
+        for db in (["postgresql", "sqlite"] if args.db == "both" else [args.db]):
+            bench_target(wrk, db, args, floor, server)
+    if args.only and "verifier" not in args.only:
+        return
     print("\nin-process verifier (bench/verifier_bench.py):", flush=True)
     subprocess.run([sys.executable, str(ROOT / "bench" / "verifier_bench.py")], cwd=ROOT,
                    check=False)

@@ -2,6 +2,7 @@
 
 from ..db import Base
 from .audit_event import AuditChainHead, AuditEvent
+from .change_counter import ChangeCounter
 from .client import Client
 from .grants import BrowserSession, Consent
 from .signing_key import KeyringState, SigningKey
@@ -15,7 +16,8 @@ from .token_records import (
 from .user import User
 
 __all__ = [
-    "AuditChainHead", "AuditEvent", "AuthorizationCode", "Base", "BrowserSession", "Client",
+    "AuditChainHead", "AuditEvent", "AuthorizationCode", "Base", "BrowserSession", "ChangeCounter",
+    "Client",
     "Consent", "KeyringState", "RefreshFamily", "RefreshToken", "RevokedToken", "SigningKey",
     "UsedClientAssertion", "User",
 ]

@@ -80,34 +80,55 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
     method = methods[0]
     if not client_id or not isinstance(client_id, str) or len(client_id) > 200:
         raise fail("malformed client credentials")
-    client = session.get(Client, client_id)
-    if client is None or not client.active:
-        raise fail("unknown or disabled client")
-    if client.token_endpoint_auth_method != method:
-        raise fail("client is not registered for this authentication method", client)
-    if method in (BASIC, POST):
-        if not verify_client_secret(client, credential or "", svc.digester, clock.now()):
-            raise fail("client authentication failed", client)
-    elif method == JWT:
-        if form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE:
-            raise fail("unsupported client_assertion_type", client)
-        audiences = list(dict.fromkeys([svc.settings.issuer, endpoint_url,
-                                        svc.settings.issuer + endpoints.TOKEN]))
-        try:
-            client_assertion.verify(session, client, credential or "", audiences,
-                                    svc.extra["client_jwks"])
-        except client_assertion.AssertionError_ as exc:
-            raise fail(str(exc), client) from None
-    elif not allow_public:
-        raise fail("this endpoint requires client authentication", client)
-    if not _address_allowed(client, request.remote_addr):
-        raise fail("client not allowed from this address", client)
+    def refusal(client: Client | None) -> str | None:
+        return _refusal(svc, session, request, method, client, credential, endpoint_url,
+                        allow_public)
+
+    client = svc.clients.get(session, client_id)
+    reason = refusal(client)
+    if reason is not None:
+        # The cached client may predate a change that admits this request (a new secret,
+        # a re-enabled client, new keys): decide once more on the stored row.
+        client = svc.clients.get(session, client_id, fresh=True)
+        reason = refusal(client)
+    if reason is not None:
+        raise fail(reason, client if reason != UNKNOWN else None)
     # Per-client rate limits (ratelimit.py) count only authenticated requests: presenting
     # another client's client_id spends nothing of its budget. May raise a 429 error.
     limit = svc.extra.get("on_client_authenticated")
     if limit is not None:
         limit(session, client)
     return client
+
+
+UNKNOWN = "unknown or disabled client"
+
+
+def _refusal(svc: Services, session, request, method: str, client: Client | None,
+             credential: str | None, endpoint_url: str, allow_public: bool) -> str | None:
+    """Why this client may not authenticate with this request, or None."""
+    if client is None or not client.active:
+        return UNKNOWN
+    if client.token_endpoint_auth_method != method:
+        return "client is not registered for this authentication method"
+    if method in (BASIC, POST):
+        if not verify_client_secret(client, credential or "", svc.digester, clock.now()):
+            return "client authentication failed"
+    elif method == JWT:
+        if request.form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE:
+            return "unsupported client_assertion_type"
+        audiences = list(dict.fromkeys([svc.settings.issuer, endpoint_url,
+                                        svc.settings.issuer + endpoints.TOKEN]))
+        try:
+            client_assertion.verify(session, client, credential or "", audiences,
+                                    svc.extra["client_jwks"])
+        except client_assertion.AssertionError_ as exc:
+            return str(exc)
+    elif not allow_public:
+        return "this endpoint requires client authentication"
+    if not _address_allowed(client, request.remote_addr):
+        return "client not allowed from this address"
+    return None
 
 
 def _address_allowed(client: Client, remote_addr: str | None) -> bool:

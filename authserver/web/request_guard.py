@@ -66,9 +66,17 @@ def _read_at_most(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+_RAW_NUL = re.compile(rb"\x00|%00|\\u0000", re.IGNORECASE)
+
+
 def _has_nul() -> bool:
     if "\x00" in request.path:
         return True
+    # Fast path: without a raw NUL, "%00" or "\u0000" in the query or the (size-checked)
+    # body no decoded value can hold one; the body read here is cached for the view.
+    if not (_RAW_NUL.search(request.query_string)
+            or _RAW_NUL.search(request.get_data(cache=True))):
+        return False
     values = list(request.args.values())
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += request.form.values()

@@ -28,8 +28,10 @@ def _refused(result, needle: str):
 
 
 @pytest.fixture
-def server(live_server):
-    return live_server()
+def server(live_server, settings):
+    # Client cache checked before every request: each CLI change is in force at the server's
+    # next request (the default interval is covered in test_client_cache_live.py).
+    return live_server(settings=settings.replace(client_cache_seconds=0))
 
 
 def test_bootstrap_admin_is_idempotent_and_its_token_opens_the_admin_api(settings, server):

@@ -79,6 +79,7 @@ class Databases:
             conn.execute(text("INSERT INTO audit_chain (id, seq, last_hash) "
                               "VALUES (1, 0, :h)"), {"h": "0" * 64})
             conn.execute(text("INSERT INTO keyring_state (id, version) VALUES (1, 0)"))
+            conn.execute(text("INSERT INTO change_counters (name, value) VALUES ('clients', 0)"))
 
     def audit_text(self, backend: str) -> str:
         from tests.support.leak_sweep import audit_rows_text

@@ -1,0 +1,96 @@
+"""Clients by id, cached per process, so authenticating a client costs no database read.
+
+Invalidation across processes and instances: every transaction that changes a client bumps
+the ``clients`` change counter (models/change_counter.py). Before each request (outside any
+transaction, like the key set's tick) a process re-reads that counter at most every
+``AUTHSERVER_CLIENT_CACHE_SECONDS`` and empties its cache when it moved; a change committed by
+this process empties it at once. A refused authentication is decided once more on the stored
+row (client_auth.py), so what a change *admits* (a new secret, a re-enabled client, new keys)
+works everywhere at once; what it *takes away* (a disabled or deleted client, a rotated-out
+secret, a narrowed allow-list) is in force on other processes within that many seconds.
+0 reads the counter before every request: strict, at a measured cost (README, Performance).
+
+Entries are detached ``Client`` objects that are shared by concurrent requests: read them,
+never change them or add them to a session (admin code loads its own). Unknown ids are cached
+too (as ``None``), so a flood of made-up ids costs one read each per interval; the cache is
+bounded and starts over when full.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..models.change_counter import CLIENTS, ChangeCounter, local_changes
+from ..models.client import Client
+
+log = logging.getLogger("authserver.clients")
+
+MAX_ENTRIES = 50_000
+_MISSING = object()
+_COUNTER = select(ChangeCounter.value).where(ChangeCounter.name == CLIENTS)
+
+
+class ClientCache:
+    def __init__(self, engine: Engine, max_age_seconds: float):
+        self._engine, self._max_age = engine, max_age_seconds
+        self._entries: dict[str, Client | None] = {}
+        self._generation = 0  # bumped by every clear; a load started before one is dropped
+        self._counter: int | None = None
+        self._local = local_changes(CLIENTS)
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = {}
+            self._generation += 1
+
+    def tick(self) -> None:
+        """Before each request, outside any transaction (an SQLite writer inside the request
+        would otherwise wait on itself): notice changes made here or elsewhere."""
+        local = local_changes(CLIENTS)
+        if local != self._local:
+            self._local = local
+            self.clear()
+        now = time.monotonic()
+        if now - self._checked_at < self._max_age:
+            return
+        try:
+            with self._engine.connect() as conn:
+                counter = conn.execute(_COUNTER).scalar()
+        except SQLAlchemyError as exc:
+            # Unknown whether anything changed: serve nothing from the cache until a read
+            # succeeds (what needs the database then fails on its own).
+            log.warning("client cache check failed (%s)", type(exc).__name__)
+            self._counter = None
+            self.clear()
+            return
+        self._checked_at = now
+        if counter != self._counter:
+            self._counter = counter
+            self.clear()
+
+    def get(self, session: Session, client_id: str, fresh: bool = False) -> Client | None:
+        """The client (active or not), or None; loaded through ``session`` on a miss or
+        when ``fresh`` (after a refusal: the cached entry may be older than a change)."""
+        entry = _MISSING if fresh else self._entries.get(client_id, _MISSING)
+        if entry is not _MISSING:
+            return entry
+        generation = self._generation
+        row = session.connection().execute(
+            select(Client.__table__).where(Client.__table__.c.client_id == client_id)
+        ).first()
+        client = Client(**row._mapping) if row is not None else None  # transient, no session
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= MAX_ENTRIES:
+                    self._entries = {}
+                self._entries[client_id] = client
+        return client
