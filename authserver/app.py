@@ -8,6 +8,7 @@ import secrets
 import time
 
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import audit, errors, logs, metrics, ratelimit
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit_writer=AuditWriter(engine),
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
+    app.session_interface = _CookieSessions()
 
     # 4. Per-request context: request id, audit context, session teardown, metrics; then
     #    the body size limit and NUL check (before any view reads), the security headers.
@@ -85,6 +87,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     # 6. Rate limits last: their admin hook runs after the admin blueprint's guard.
     ratelimit.init(app)
     return app
+
+
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per app instead
+    of on every request (Flask opens the session for every request, API calls included)."""
+
+    _serializer = None
+
+    def get_signing_serializer(self, app: Flask):
+        if self._serializer is None:
+            self._serializer = super().get_signing_serializer(app)
+        return self._serializer
 
 
 def _feature_registrars():

@@ -1,4 +1,4 @@
-"""Serve bench/floor_app.py with exactly authserver's gunicorn options."""
+"""Serve bench/floor_app.py with exactly authserver's gunicorn or granian options."""
 
 import sys
 from pathlib import Path
@@ -27,6 +27,21 @@ class Floor(BaseApplication):
         return app
 
 
+def granian(port: int, workers: int, threads: int) -> None:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    from authserver.serve import GRACEFUL_TIMEOUT
+
+    Server("bench.floor_app:app", address="127.0.0.1", port=port, interface=Interfaces.WSGI,
+           workers=workers, blocking_threads=threads, websockets=False, log_access=True,
+           log_access_format="%(path)s", log_level="warning", respawn_failed_workers=True,
+           workers_kill_timeout=GRACEFUL_TIMEOUT).serve()
+
+
 if __name__ == "__main__":
     port, workers, threads = (int(a) for a in sys.argv[1:4])
-    Floor(gunicorn_options(port=port, workers=workers, threads=threads)).run()
+    if sys.argv[4:] == ["granian"]:
+        granian(port, workers, threads)
+    else:
+        Floor(gunicorn_options(port=port, workers=workers, threads=threads)).run()

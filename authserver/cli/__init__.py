@@ -46,15 +46,18 @@ def init(ctx: Context):
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
+              show_default=True, help="granian is faster; README, Performance")
 @pass_ctx
-def serve(ctx: Context, host: str, port: int, workers: int, threads: int):
-    """Run the production server (gunicorn)."""
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int, server: str):
+    """Run the production server (gunicorn, or granian)."""
     from ..security import material
     from ..serve import run
 
     s = ctx.settings  # validate before forking: one clear line on a bad setting
     material.load(s.keys_path, s.kek, s.pepper)
-    run(host=host, port=port, workers=workers, threads=threads, log_format=s.log_format)
+    run(host=host, port=port, workers=workers, threads=threads, log_format=s.log_format,
+        server=server)
 
 
 @main.group("audit")

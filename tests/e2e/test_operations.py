@@ -9,6 +9,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -100,8 +101,9 @@ def test_json_logs_carry_request_ids_and_no_secrets(live_server, settings):
     assert [e["request_id"] for e in issued] == ["req-token-1"]
 
 
-def test_sigterm_lets_an_in_flight_request_finish(live_server, settings):
-    server = live_server(workers=1, threads=2)
+@pytest.mark.parametrize("kind", ["gunicorn", "granian"])
+def test_sigterm_lets_an_in_flight_request_finish(live_server, settings, kind):
+    server = live_server(workers=1, threads=2, server=kind)
     body = b"grant_type=client_credentials&scope=read"
     head = (f"POST {endpoints.TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/x-www-form-urlencoded\r\n"
@@ -123,6 +125,6 @@ def test_sigterm_lets_an_in_flight_request_finish(live_server, settings):
         while chunk := sock.recv(65536):
             response += chunk
     status_line = response.split(b"\r\n", 1)[0]
-    assert status_line == b"HTTP/1.1 401 UNAUTHORIZED", response[:300]
+    assert status_line.upper() == b"HTTP/1.1 401 UNAUTHORIZED", response[:300]
     assert b'"invalid_client"' in response
     assert server.process.wait(timeout=25) == 0

@@ -66,7 +66,8 @@ class LiveServer:
 
 
 def start(settings: Settings, *, port: int | None = None, workers: int = 1, threads: int = 4,
-          extra_env: dict | None = None, timeout: float = 30.0) -> LiveServer:
+          extra_env: dict | None = None, timeout: float = 30.0,
+          server: str = "gunicorn") -> LiveServer:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     if settings.issuer == Settings().issuer:  # default issuer: make it this server's URL
@@ -76,7 +77,7 @@ def start(settings: Settings, *, port: int | None = None, workers: int = 1, thre
     with log.open("wb") as out:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [str(BIN / "authserver"), "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers), "--threads", str(threads)],
+             "--workers", str(workers), "--threads", str(threads), "--server", server],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     server = LiveServer(url=url, port=port, process=process, log_path=log, env=env)
