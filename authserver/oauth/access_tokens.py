@@ -100,10 +100,16 @@ def validate(svc: Services, session: Session, token: str) -> dict | None:
     claims = decode(svc, token)
     if claims is None:
         return None
-    if session.get(RevokedToken, claims["jti"]) is not None:
-        return None
-    client = session.get(Client, claims["client_id"])
-    if client is None or not client.active:
+    # One round trip for the jti's revocation and the client's state, read fresh (not from
+    # the client cache: a revocation is in force on every instance at once).
+    clients, revoked = Client.__table__, RevokedToken.__table__
+    client = session.connection().execute(
+        select(clients.c.enabled, clients.c.deleted_at, clients.c.tokens_revoked_before,
+               select(revoked.c.jti).where(revoked.c.jti == claims["jti"]).exists()
+               .label("revoked"))
+        .where(clients.c.client_id == claims["client_id"])
+    ).first()
+    if client is None or client.revoked or not client.enabled or client.deleted_at is not None:
         return None
     cutoff = _ts(client.tokens_revoked_before)
     if cutoff is not None and claims["iat"] < cutoff:

@@ -80,7 +80,7 @@ def test_revoking_a_key_from_the_cli(app, client, settings):
     assert client.get("/readyz").status_code == 200  # the app has made its first keys
     keys = json.loads(cli.run(settings, "keys", "list", "--json").stdout)["items"]
     rs_active = next(k for k in keys if k["alg"] == "RS256" and k["state"] == "active")
-    out = json.loads(cli.run(settings, "keys", "revoke", rs_active["kid"]).stdout)
+    out = json.loads(cli.run(settings, "keys", "revoke", "--", rs_active["kid"]).stdout)
     assert out["previous_state"] == "active" and out["promoted"]
     app.extensions["authserver"].keyset.refresh(force=True)  # instances do this within 2 s
     assert rs_active["kid"] not in _jwks_kids(client)
