@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from .. import clock
 from ..config import Settings
 from ..db import retry_transient, transaction
-from ..models.signing_key import ACTIVE, RETIRED, SigningKey
+from ..models.signing_key import ACTIVE, PENDING, RETIRED, SigningKey
 from ..security.aead import Sealer
 from . import rotation
 from .store import LoadedKey
@@ -37,7 +37,7 @@ class Snapshot:
     version: int
     keys: tuple[LoadedKey, ...]
     signing: dict[str, LoadedKey]  # alg -> the one active key
-    verifying: dict[str, LoadedKey]  # kid -> keys that sign or signed (active, retired)
+    verifying: dict[str, LoadedKey]  # kid -> every published key (pending, active, retired)
     jwks_body: bytes  # pre-encoded: served as is
     active_since: object  # earliest activated_at among active keys (for the schedule)
     next_purge: object  # earliest purge_after among retired keys, or None
@@ -81,7 +81,7 @@ class KeySet:
         return self.snapshot().signing[alg]
 
     def verification_key(self, kid: str) -> LoadedKey | None:
-        """A key that signs or has signed (pending keys never have)."""
+        """A published key of ours (pending ones included: see refresh)."""
         return self.snapshot().verifying.get(kid)
 
     def jwks_body(self) -> bytes:
@@ -138,7 +138,11 @@ class KeySet:
             version=version or 0,
             keys=keys,
             signing=signing,
-            verifying={k.kid: k for k in keys if k.state in (ACTIVE, RETIRED)},
+            # Pending keys verify too: another process may have promoted one already (this one
+            # learns it within key_refresh_seconds). Without them, a token signed there was
+            # "inactive" here, and its revocation was silently ignored (found by the scale-out
+            # test under load). Only this server holds their private halves.
+            verifying={k.kid: k for k in keys if k.state in (ACTIVE, RETIRED, PENDING)},
             jwks_body=body.encode(),
             active_since=min(activated) if activated else None,
             next_purge=min(purges) if purges else None,

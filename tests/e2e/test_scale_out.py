@@ -299,7 +299,11 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
         wrong = {jti for jti, active in states.items()
                  if jti not in uncertain and active == (jti in revoked)}
         assert len(uncertain) <= failed["revoke"]
-        assert not wrong, f"{len(wrong)} tokens in the wrong state"
+        assert not wrong, (f"{len(wrong)} tokens in the wrong state", [
+            (jti, "active" if states[jti] else "inactive",
+             "revoked" if jti in revoked else "not revoked",
+             jwt.decode(received[jti], options={"verify_signature": False}),
+             jwt.get_unverified_header(received[jti])["kid"]) for jti in sorted(wrong)])
 
         # nothing received is missing from the audit log, and the chain is intact
         assert cli.run(inst, "audit", "verify").returncode == 0
