@@ -129,7 +129,7 @@ def transaction(session: Session) -> Iterator[Session]:
     not use the session: the client-credentials path, with its cached client)."""
     try:
         yield session
-        if session.in_transaction() or session.new or session.dirty or session.deleted:
+        if session.in_transaction():  # add(), a query, audit.record() … each begins one
             session.commit()
     except BaseException:
         session.rollback()

@@ -90,7 +90,7 @@ class Verdict:
 
 
 class Limits:
-    def __init__(self, app: Flask, settings: Settings):
+    def __init__(self, settings: Settings):
         self.prefix = settings.ratelimit_key_prefix
         # Flask-Limiter builds the storage and the strategy. It is bound to a private app, not
         # ours: no route carries a Flask-Limiter limit (our hooks below apply the policies),
@@ -294,7 +294,7 @@ def _respond(exc: RateLimited):
 def init(app: Flask) -> Limits:
     """After the blueprints are registered: our admin hook must run after the admin guard."""
     svc = services(app)
-    lim = svc.extra["limits"] = Limits(app, svc.settings)
+    lim = svc.extra["limits"] = Limits(svc.settings)
     svc.extra["on_client_authenticated"] = on_client_authenticated
     app.register_error_handler(RateLimited, _respond)
     app.before_request(_anonymous_precheck)

@@ -197,17 +197,23 @@ def granian_logging(log_format: str) -> dict:
 def run_granian(host: str, port: int, workers: int, threads: int, log_format: str) -> None:
     """granian with WSGI: ``threads`` blocking threads per worker run the app; SIGTERM stops
     accepting and gives in-flight requests ``GRACEFUL_TIMEOUT`` seconds."""
+    on_starting(None)  # the metrics directory, before any worker imports prometheus_client
+    try:
+        granian_server("authserver.wsgi:app", host, port, workers, threads, log_format).serve()
+    finally:
+        on_exit(None)
+
+
+def granian_server(target: str, host: str, port: int, workers: int, threads: int,
+                   log_format: str = "text"):
+    """The one definition of our granian settings (bench/floor_serve.py uses it too)."""
     from granian.constants import Interfaces
     from granian.server import Server
 
-    on_starting(None)  # the metrics directory, before any worker imports prometheus_client
-    try:
-        Server(
-            "authserver.wsgi:app", address=host, port=port, interface=Interfaces.WSGI,
-            workers=workers, blocking_threads=threads, websockets=False,
-            log_dictconfig=granian_logging(log_format), log_access=True,
-            log_access_format=GRANIAN_ACCESS_FORMAT, respawn_failed_workers=True,
-            workers_kill_timeout=GRACEFUL_TIMEOUT,
-        ).serve()
-    finally:
-        on_exit(None)
+    return Server(
+        target, address=host, port=port, interface=Interfaces.WSGI,
+        workers=workers, blocking_threads=threads, websockets=False,
+        log_dictconfig=granian_logging(log_format), log_access=True,
+        log_access_format=GRANIAN_ACCESS_FORMAT, respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+    )

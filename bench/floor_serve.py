@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
-from authserver.serve import gunicorn_options  # noqa: E402
+from authserver.serve import granian_server, gunicorn_options  # noqa: E402
 
 
 class Floor(BaseApplication):
@@ -27,21 +27,9 @@ class Floor(BaseApplication):
         return app
 
 
-def granian(port: int, workers: int, threads: int) -> None:
-    from granian.constants import Interfaces
-    from granian.server import Server
-
-    from authserver.serve import GRACEFUL_TIMEOUT
-
-    Server("bench.floor_app:app", address="127.0.0.1", port=port, interface=Interfaces.WSGI,
-           workers=workers, blocking_threads=threads, websockets=False, log_access=True,
-           log_access_format="%(path)s", log_level="warning", respawn_failed_workers=True,
-           workers_kill_timeout=GRACEFUL_TIMEOUT).serve()
-
-
 if __name__ == "__main__":
     port, workers, threads = (int(a) for a in sys.argv[1:4])
     if sys.argv[4:] == ["granian"]:
-        granian(port, workers, threads)
+        granian_server("bench.floor_app:app", "127.0.0.1", port, workers, threads).serve()
     else:
         Floor(gunicorn_options(port=port, workers=workers, threads=threads)).run()

@@ -84,9 +84,10 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
         return _refusal(svc, session, request, method, client, credential, endpoint_url,
                         allow_public)
 
+    cached = svc.clients.holds(client_id)
     client = svc.clients.get(session, client_id)
     reason = refusal(client)
-    if reason is not None:
+    if reason is not None and cached:
         # The cached client may predate a change that admits this request (a new secret,
         # a re-enabled client, new keys): decide once more on the stored row.
         client = svc.clients.get(session, client_id, fresh=True)

@@ -11,9 +11,9 @@ secret, a narrowed allow-list) is in force on other processes within that many s
 0 reads the counter before every request: strict, at a measured cost (README, Performance).
 
 Entries are detached ``Client`` objects that are shared by concurrent requests: read them,
-never change them or add them to a session (admin code loads its own). Unknown ids are cached
-too (as ``None``), so a flood of made-up ids costs one read each per interval; the cache is
-bounded and starts over when full.
+never change them or add them to a session (admin code loads its own). Unknown ids are not
+cached (a refusal would read them again anyway); the cache is bounded and starts over when
+full.
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ from ..models.client import Client
 log = logging.getLogger("authserver.clients")
 
 MAX_ENTRIES = 50_000
-_MISSING = object()
 _COUNTER = select(ChangeCounter.value).where(ChangeCounter.name == CLIENTS)
 
 
 class ClientCache:
     def __init__(self, engine: Engine, max_age_seconds: float):
         self._engine, self._max_age = engine, max_age_seconds
-        self._entries: dict[str, Client | None] = {}
+        self._entries: dict[str, Client] = {}
         self._generation = 0  # bumped by every clear; a load started before one is dropped
         self._counter: int | None = None
         self._local = local_changes(CLIENTS)
@@ -77,17 +76,22 @@ class ClientCache:
             self._counter = counter
             self.clear()
 
+    def holds(self, client_id: str) -> bool:
+        return client_id in self._entries
+
     def get(self, session: Session, client_id: str, fresh: bool = False) -> Client | None:
         """The client (active or not), or None; loaded through ``session`` on a miss or
         when ``fresh`` (after a refusal: the cached entry may be older than a change)."""
-        entry = _MISSING if fresh else self._entries.get(client_id, _MISSING)
-        if entry is not _MISSING:
-            return entry
+        client = None if fresh else self._entries.get(client_id)
+        if client is not None:
+            return client
         generation = self._generation
         row = session.connection().execute(
             select(Client.__table__).where(Client.__table__.c.client_id == client_id)
         ).first()
-        client = Client(**row._mapping) if row is not None else None  # transient, no session
+        if row is None:
+            return None
+        client = Client(**row._mapping)  # transient: never in a session
         with self._lock:
             if generation == self._generation:
                 if len(self._entries) >= MAX_ENTRIES:
