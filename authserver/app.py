@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 
 from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import audit, errors, logs, metrics, ratelimit
+from . import audit, errors, logs, metrics, ratelimit, request_ids
 from .audit_writer import AuditWriter
 from .config import Settings
 from .db import make_engine, make_session_factory
@@ -21,8 +19,6 @@ from .oauth.client_cache import ClientCache
 from .security import material
 from .security.aead import Sealer
 from .security.tokens import Digester
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,12 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.issuer_is_https,
     )
 
-    # 2. Client address and scheme: only as many proxy hops as the operator trusts.
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-
-    # 3. Storage and key material.
+    # 2. Storage and key material.
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
                          max_overflow=settings.db_max_overflow)
     session_factory = make_session_factory(engine)
@@ -67,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
     app.session_interface = _CookieSessions()
 
-    # 4. Per-request context: request id, audit context, session teardown, metrics; then
+    # 3. Per-request context: request id, audit context, session teardown, metrics; then
     #    the body size limit and NUL check (before any view reads), the security headers.
     _install_request_hooks(app)
     errors.register(app)
@@ -76,16 +67,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_guard.register(app)
     headers.register(app)
 
-    # 5. Features, each a blueprint over its own services.
-    from .web import ops, well_known
+    # 4. Features, each a blueprint over its own services.
+    from .web import fast_path, ops, well_known
 
     app.register_blueprint(well_known.bp)
     app.register_blueprint(ops.bp)
     for register in _feature_registrars():
         register(app)
 
-    # 6. Rate limits last: their admin hook runs after the admin blueprint's guard.
+    # 5. Rate limits last: their admin hook runs after the admin blueprint's guard.
     ratelimit.init(app)
+
+    # 6. In front of Flask: the fast path for the commonest successful requests (web/
+    #    fast_path.py), and outside it the client address and scheme, from only as many
+    #    proxy hops as the operator trusts.
+    fast_path.install(app)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app
 
 
@@ -113,8 +112,7 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _begin() -> None:
         g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = request_ids.accept(request.headers.get("X-Request-ID", ""))
         g.audit_token = audit.current_context.set(
             audit.RequestContext(ip=request.remote_addr, request_id=g.request_id)
         )

@@ -47,11 +47,11 @@ class AuditWriter:
         self._wake = threading.Condition()
         self._pid: int | None = None  # the writer thread belongs to the process that started it
 
-    def record(self, session: Session, type: str, **fields) -> None:
+    def record(self, session: Session | None, type: str, **fields) -> None:
         """``audit.record`` when ``session`` has a transaction open (the event then commits
         with it; on SQLite that transaction holds the write lock, so waiting for the writer
         would wait on ourselves), else a group-committed write, done when this returns."""
-        if session.in_transaction():
+        if session is not None and session.in_transaction():
             audit.record(session, type, **fields)
         else:
             self.write(audit.event_row(type, **fields))

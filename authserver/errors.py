@@ -59,7 +59,7 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
-def _where(exc: BaseException) -> str:
+def where(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "/authserver/" in f.filename] or frames
     if not ours:
@@ -70,7 +70,7 @@ def _where(exc: BaseException) -> str:
 
 def _unexpected(exc: Exception) -> Response:
     request_id = g.get("request_id")
-    log.error("unhandled %s at %s request_id=%s", type(exc).__name__, _where(exc), request_id)
+    log.error("unhandled %s at %s request_id=%s", type(exc).__name__, where(exc), request_id)
     return json_error(500, "server_error", "internal error", request_id=request_id)
 
 

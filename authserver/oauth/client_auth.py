@@ -35,7 +35,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _presented(headers, form) -> tuple[list[str], str | None, str | None]:
+def presented(headers, form) -> tuple[list[str], str | None, str | None]:
     """(methods used, client_id, credential)."""
     methods, client_id, credential = [], None, None
     auth = headers.get("Authorization", "")
@@ -63,7 +63,7 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
                  allow_public: bool = True) -> Client:
     """The authenticated client, or raises invalid_client (401)."""
     headers, form = request.headers, request.form
-    methods, client_id, credential = _presented(headers, form)
+    methods, client_id, credential = presented(headers, form)
     basic_tried = BASIC in methods
 
     def fail(description: str, client: Client | None = None):
@@ -80,18 +80,18 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
     method = methods[0]
     if not client_id or not isinstance(client_id, str) or len(client_id) > 200:
         raise fail("malformed client credentials")
-    def refusal(client: Client | None) -> str | None:
-        return _refusal(svc, session, request, method, client, credential, endpoint_url,
+    def refused(client: Client | None) -> str | None:
+        return refusal(svc, session, request, method, client, credential, endpoint_url,
                         allow_public)
 
     cached = svc.clients.holds(client_id)
     client = svc.clients.get(session, client_id)
-    reason = refusal(client)
+    reason = refused(client)
     if reason is not None and cached:
         # The cached client may predate a change that admits this request (a new secret,
         # a re-enabled client, new keys): decide once more on the stored row.
         client = svc.clients.get(session, client_id, fresh=True)
-        reason = refusal(client)
+        reason = refused(client)
     if reason is not None:
         raise fail(reason, client if reason != UNKNOWN else None)
     # Per-client rate limits (ratelimit.py) count only authenticated requests: presenting
@@ -105,7 +105,7 @@ def authenticate(svc: Services, session, request, endpoint_url: str,
 UNKNOWN = "unknown or disabled client"
 
 
-def _refusal(svc: Services, session, request, method: str, client: Client | None,
+def refusal(svc: Services, session, request, method: str, client: Client | None,
              credential: str | None, endpoint_url: str, allow_public: bool) -> str | None:
     """Why this client may not authenticate with this request, or None."""
     if client is None or not client.active:

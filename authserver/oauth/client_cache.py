@@ -79,6 +79,10 @@ class ClientCache:
     def holds(self, client_id: str) -> bool:
         return client_id in self._entries
 
+    def cached(self, client_id: str) -> Client | None:
+        """The cached client, or None: never reads the database (fast_path.py)."""
+        return self._entries.get(client_id)
+
     def get(self, session: Session, client_id: str, fresh: bool = False) -> Client | None:
         """The client (active or not), or None; loaded through ``session`` on a miss or
         when ``fresh`` (after a refusal: the cached entry may be older than a change)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import UnauthorizedClientError
+from sqlalchemy.orm import Session
 
+from ..extensions import Services
+from ..models.client import Client
 from . import access_tokens, scopes
 
 
@@ -15,7 +18,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
     def validate_token_request(self):
         client = self.authenticate_token_endpoint_client()
-        if client.is_public or "client_credentials" not in client.get_list("grant_types"):
+        if not allowed(client):
             raise UnauthorizedClientError("the client may not use client_credentials")
         self.request.client = client
         svc = self.server.services
@@ -25,15 +28,26 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
     def create_token_response(self):
         # Overrides Authlib's, which logs the token at DEBUG (ARCHITECTURE, Authlib gap 1).
-        svc, client = self.server.services, self.request.client
-        issued = access_tokens.issue(svc, client, subject=client.client_id,
-                                     scope=self.request.scope, audience=self.audience)
-        # Nothing else is written for this grant: group-committed, durable before we answer.
-        svc.audit_writer.record(
-            self.server.db_session(), "token.issued", actor=f"client:{client.client_id}",
-            client_id=client.client_id,
-            details={"grant_type": "client_credentials", "jti": issued.claims["jti"],
-                     "scope": self.request.scope, "aud": self.audience})
-        body = {"access_token": issued.token, "token_type": "Bearer",
-                "expires_in": issued.expires_in, "scope": self.request.scope}
+        body = issue(self.server.services, self.server.db_session(), self.request.client,
+                     self.request.scope, self.audience)
         return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+def allowed(client: Client) -> bool:
+    """RFC 6749 §4.4: confidential clients registered for the grant only."""
+    return not client.is_public and "client_credentials" in client.get_list("grant_types")
+
+
+def issue(svc: Services, session: Session | None, client: Client, scope: str, audience) -> dict:
+    """The token response of a validated request, its audit event durable (the grant above
+    and fast_path.py). Raises AuditUnavailable when the event cannot be committed."""
+    issued = access_tokens.issue(svc, client, subject=client.client_id, scope=scope,
+                                 audience=audience)
+    # Nothing else is written for this grant: group-committed, durable before we answer.
+    svc.audit_writer.record(
+        session, "token.issued", actor=f"client:{client.client_id}",
+        client_id=client.client_id,
+        details={"grant_type": "client_credentials", "jti": issued.claims["jti"],
+                 "scope": scope, "aud": audience})
+    return {"access_token": issued.token, "token_type": "Bearer",
+            "expires_in": issued.expires_in, "scope": scope}

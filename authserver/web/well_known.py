@@ -10,7 +10,7 @@ from ..oidc import discovery
 
 bp = Blueprint("well_known", __name__)
 
-_DISCOVERY_MAX_AGE = 3600
+DISCOVERY_MAX_AGE = 3600
 
 
 @bp.get(endpoints.OPENID_CONFIGURATION)
@@ -21,7 +21,7 @@ def metadata() -> Response:
     if body is None:
         body = svc.extra["discovery_body"] = discovery.encoded(svc.settings)
     response = Response(body, mimetype="application/json")
-    response.headers["Cache-Control"] = f"public, max-age={_DISCOVERY_MAX_AGE}"
+    response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
 
 
