@@ -128,6 +128,7 @@ def _reset_clock():
 def app(settings):
     application = create_app(settings)
     yield application
+    application.extensions["authserver"].audit_sealer.wait()  # a seal after a request
     application.extensions["authserver"].engine.dispose()
 
 
