@@ -32,6 +32,22 @@ _HEADER_CACHE_SIZE = 256
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
+def compact_segments(token: Any, max_length: int = MAX_TOKEN_LENGTH) -> tuple[str, str, str]:
+    """The header, payload and signature segments of a JWS compact serialisation; anything
+    else is InvalidToken (also the authorization server's own token checks)."""
+    if type(token) is not str or len(token) > max_length or not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("malformed token")
+    header, payload, signature = token.split(".")
+    return header, payload, signature
+
+
+def signature_bytes(segment: str) -> bytes:
+    try:
+        return _b64decode(segment)
+    except binascii.Error:
+        raise InvalidToken("malformed token") from None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN/Infinity are not RFC 8259 JSON
 
@@ -43,7 +59,8 @@ def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def _json_object(segment: str) -> dict[str, Any]:
+def json_object(segment: str) -> dict[str, Any]:
+    """A base64url segment holding a JSON object (strict JSON), or InvalidToken."""
     try:
         value = _JSON.decode(_b64decode(segment).decode("utf-8"))
     except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
@@ -111,23 +128,17 @@ class Verifier(TokenChecks):
         self._headers: dict[str, tuple[Algorithm, Any, int]] = {}
 
     def _verify(self, token: str) -> dict[str, Any]:
-        if type(token) is not str or len(token) > MAX_TOKEN_LENGTH \
-                or not _COMPACT_JWS.fullmatch(token):
-            raise InvalidToken("malformed token")
-        header, payload, signature = token.split(".")
+        header, payload, signature = compact_segments(token)
         now = self._clock()
         resolved = self._headers.get(header)
         jwks = self.jwks
         if resolved is None or resolved[2] != jwks.generation or now >= jwks.expires_at:
             resolved = self._resolve(header)
         algorithm, key, _ = resolved
-        try:
-            sig = _b64decode(signature)
-        except binascii.Error:
-            raise InvalidToken("malformed token") from None
+        sig = signature_bytes(signature)
         if not algorithm.verify(key, token[: len(header) + len(payload) + 1].encode(), sig):
             raise InvalidToken("invalid signature")
-        claims = _json_object(payload)
+        claims = json_object(payload)
         check_issuer(claims, self.issuer)
         check_audience(claims, self.audience)
         check_times(claims, now, self.leeway)
@@ -135,7 +146,7 @@ class Verifier(TokenChecks):
 
     def _resolve(self, segment: str) -> tuple[Algorithm, Any, int]:
         """Check a protected header and find its key; remember the outcome for this segment."""
-        header = _json_object(segment)
+        header = json_object(segment)
         alg = header.get("alg")
         algorithm = self.algorithms.get(alg) if isinstance(alg, str) else None
         if algorithm is None:

@@ -35,7 +35,7 @@ from authlib.oauth2.base import OAuth2Error
 from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .. import audit, endpoints, errors, metrics, request_ids
+from .. import audit, db, endpoints, errors, metrics, request_ids
 from ..audit_writer import AuditUnavailable
 from ..oauth import client_auth, client_credentials, introspection, scopes
 from ..oidc import discovery
@@ -173,7 +173,7 @@ class FastPath:
             return None
         svc = self._svc
         try:
-            with svc.session_factory() as session:
+            with db.reading(svc.engine) as session:
                 body = introspection.access_token(svc, session, token) or introspection.INACTIVE
         except Exception as exc:  # noqa: BLE001 - counted already: answer, do not retry
             return self._failure(500, endpoints.INTROSPECTION, request_id, exc)
