@@ -98,6 +98,7 @@ class FastPath:
         self._jwks_headers = [("Content-Type", "application/jwk-set+json"),
                               ("Cache-Control", f"public, max-age={settings.jwks_max_age}")]
         self._discovery_body = discovery.encoded(settings)
+        self._children: dict[tuple, tuple] = {}
         self._discovery_headers = [("Content-Type", "application/json"),
                                    ("Cache-Control", f"public, max-age={DISCOVERY_MAX_AGE}")]
 
@@ -124,12 +125,21 @@ class FastPath:
         headers = [*answer.headers, ("Content-Length", str(len(answer.body))),
                    ("X-Request-ID", request_id), *self._common]
         start_response(f"{answer.status} {HTTP_STATUS_CODES[answer.status].upper()}", headers)
-        method = environ["REQUEST_METHOD"]
-        metrics.REQUESTS.labels(answer.rule, method, str(answer.status)).inc()
-        metrics.LATENCY.labels(answer.rule).observe(time.perf_counter() - started)
+        requests, latency = self._metrics(answer.rule, environ["REQUEST_METHOD"], answer.status)
+        requests.inc()
+        latency.observe(time.perf_counter() - started)
         if answer.status >= 400:
             metrics.error(json.loads(answer.body)["error"])
         return [answer.body]
+
+    def _metrics(self, rule: str, method: str, status: int):
+        """The labelled children, looked up once per (rule, method, status)."""
+        key = (rule, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                metrics.REQUESTS.labels(rule, method, str(status)), metrics.LATENCY.labels(rule))
+        return children
 
     # -- endpoints ----------------------------------------------------------------------------
 
