@@ -29,10 +29,12 @@ def pytest_report_header(config):
 def pytest_collection_modifyitems(config, items):
     """Like PostgreSQL, Redis is covered when its URL is given (`.ci/run` always gives it):
     without AUTHSERVER_TEST_REDIS_URL the Redis tests are deselected (reported), and with it
-    an unreachable Redis fails them loudly."""
-    if os.environ.get(REDIS_ENV):
-        return
-    drop = [i for i in items if "redis_url" in getattr(i, "fixturenames", ())]
+    an unreachable Redis fails them loudly. Tests marked ``postgresql_only`` (a database
+    server's behaviour, nothing SQLite has) are deselected the same way without
+    AUTHSERVER_TEST_DATABASE_URL."""
+    drop = [i for i in items
+            if (not os.environ.get(REDIS_ENV) and "redis_url" in getattr(i, "fixturenames", ()))
+            or (not os.environ.get(PG_ENV) and i.get_closest_marker("postgresql_only"))]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [i for i in items if i not in drop]
