@@ -88,6 +88,7 @@ class FastPath:
             ("GET", endpoints.OPENID_CONFIGURATION): self._discovery,
             ("GET", endpoints.OAUTH_METADATA): self._discovery,
         }
+        self._max_body = min(MAX_BODY, settings.max_body_bytes)
         self._token_url = settings.issuer + endpoints.TOKEN
         self._introspection_url = settings.issuer + endpoints.INTROSPECTION
         # What the after_request hooks add to every response (app.py, web/headers.py).
@@ -144,7 +145,7 @@ class FastPath:
     # -- endpoints ----------------------------------------------------------------------------
 
     def _token(self, environ, request_id: str) -> Answer | None:
-        form = _read_form(environ, TOKEN_PARAMS)
+        form = _read_form(environ, TOKEN_PARAMS, self._max_body)
         if form is None or form.values.get("grant_type") != "client_credentials":
             return None
         client = self._authenticated(environ, form, "token", self._token_url, True)
@@ -169,7 +170,7 @@ class FastPath:
                       [("Content-Type", "application/json"), *NO_STORE])
 
     def _introspect(self, environ, request_id: str) -> Answer | None:
-        form = _read_form(environ, INTROSPECTION_PARAMS)
+        form = _read_form(environ, INTROSPECTION_PARAMS, self._max_body)
         if form is None:
             return None
         token = form.values.get("token")
@@ -243,7 +244,7 @@ def _jsonify(body: dict) -> bytes:
     return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
-def _read_form(environ, allowed: frozenset[str]) -> _Form | None:
+def _read_form(environ, allowed: frozenset[str], limit: int) -> _Form | None:
     """The url-encoded body as werkzeug would read it, or None for anything unusual. The bytes
     read are put back for Flask either way."""
     if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != FORM:
@@ -254,7 +255,7 @@ def _read_form(environ, allowed: frozenset[str]) -> _Form | None:
         length = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
         return None
-    if not 0 < length <= MAX_BODY:
+    if not 0 < length <= limit:  # over AUTHSERVER_MAX_BODY_BYTES: Flask answers 413
         return None
     raw = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(raw)

@@ -362,3 +362,12 @@ def _limit(text: str):
     from limits import parse
 
     return parse(text)
+
+
+@pytest.mark.settings(max_body_bytes=40)
+def test_a_body_over_the_operators_limit_is_flasks_413(app, flask_seen):
+    meta, secret = _cached_client(app)
+    flask_seen.clear()
+    response = app.test_client().post(endpoints.TOKEN, data={**CC, "scope": "read write"},
+                                      headers=basic(meta["client_id"], secret))
+    assert response.status_code == 413 and flask_seen == [endpoints.TOKEN]
