@@ -116,10 +116,7 @@ def _install_request_hooks(app: Flask) -> None:
         g.audit_token = audit.current_context.set(
             audit.RequestContext(ip=request.remote_addr, request_id=g.request_id)
         )
-        svc = app.extensions["authserver"]
-        svc.keyset.tick()
-        svc.audit_sealer.tick()
-        svc.clients.tick()
+        app.extensions["authserver"].tick()
 
     @app.after_request
     def _finish(response):

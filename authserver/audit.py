@@ -129,6 +129,7 @@ def _insert_queued(session: Session) -> None:
 
 # Columns an event row carries at insert (event_row); the chain columns come with sealing.
 _COLUMNS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")
+MAX_ROWS_PER_INSERT = 500  # x 8 parameters: far below PostgreSQL's and SQLite's limits
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,8 +149,8 @@ def insert_events(conn: Connection, events: list[dict]) -> None:
     """One INSERT statement for all ``events`` (event_row dicts), one round trip. Written out
     once per row count and dialect: compiling a multi-row Core insert per batch cost more
     than executing it (measured under load)."""
-    for start in range(0, len(events), _MAX_ROWS):
-        chunk = events[start:start + _MAX_ROWS]
+    for start in range(0, len(events), MAX_ROWS_PER_INSERT):
+        chunk = events[start:start + MAX_ROWS_PER_INSERT]
         sql, processors = _insert_sql(conn.dialect, len(chunk))
         params = []
         for ev in chunk:
@@ -157,8 +158,6 @@ def insert_events(conn: Connection, events: list[dict]) -> None:
                 params.append(process(ev[name]) if process else ev[name])
         conn.exec_driver_sql(sql, tuple(params))
 
-
-_MAX_ROWS = 500  # x 8 parameters: far below PostgreSQL's and SQLite's limits
 
 
 @event.listens_for(Session, "after_commit")
@@ -224,18 +223,18 @@ def seal(session: Session, batch: int = 5000) -> int:
     next sequence number and ``hash = SHA-256(prev_hash ‖ canonical event)``, move the head.
     Returns how many events it sealed. Runs in its own transaction."""
     # Core, not the ORM: at thousands of tokens per second this runs over thousands of rows
-    # a second, and the updates go out as one executemany (a pipeline with psycopg).
+    # a second (_write_links: one statement on PostgreSQL).
     events, heads = AuditEvent.__table__, AuditChainHead.__table__
     with transaction(session):
         conn = session.connection()
         locked = select(heads).where(heads.c.id == 1).with_for_update()
         head = conn.execute(locked).first()
         if head is None:  # the first seal ever; two may race to create the head
-            create = insert(heads).values(id=1, seq=0, last_hash=GENESIS)
+            first = {"id": 1, "seq": 0, "last_hash": GENESIS}
             if conn.dialect.name == "postgresql":
-                create = pg_insert(heads).values(id=1, seq=0, last_hash=GENESIS)
-                create = create.on_conflict_do_nothing(index_elements=["id"])
-            conn.execute(create)
+                conn.execute(pg_insert(heads).values(first).on_conflict_do_nothing())
+            else:  # SQLite: the write lock is held, nobody races
+                conn.execute(insert(heads).values(first))
             head = conn.execute(locked).first()
         seq, prev = head.seq, head.last_hash
         rows = conn.execute(select(events).where(events.c.seq.is_(None))

@@ -8,11 +8,10 @@ inserts everything that arrived meanwhile with one statement (one multi-row INSE
 flush for many requests). Nothing is dropped and nothing is answered before its event is
 durable; if the database refuses, every waiting request fails with the error.
 
-On PostgreSQL the writer keeps one connection in autocommit mode while events keep coming: a
-single statement is its own transaction, so a batch costs one round trip (no BEGIN, COMMIT or
-pool pre-ping). A connection idle for ``IDLE_SECONDS`` goes back to the pool and the next
-batch checks one out, pinged; a batch whose connection fails is refused (503 to its requests,
-never retried: it may have committed) and the next batch starts on a new connection.
+Each batch is one INSERT on a pooled connection (``db.single_statements``): on PostgreSQL one
+round trip in autocommit mode, no BEGIN/COMMIT, and no ping while batches keep coming (the pool
+pings only connections idle for a second). A batch whose statement fails is refused (503 to
+its requests) and never retried: it may have committed.
 """
 
 from __future__ import annotations
@@ -20,19 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import deque
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, db
 
 log = logging.getLogger("authserver.audit")
 
 WAIT_SECONDS = 30.0  # a request never waits longer than this for its event's commit
-MAX_BATCH = 500  # x 8 columns: far below the bind-parameter limits of PostgreSQL and SQLite
-IDLE_SECONDS = 1.0
+MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # a batch is one statement, so one transaction
 
 
 class AuditUnavailable(RuntimeError):
@@ -52,9 +49,6 @@ class AuditWriter:
         self._queue: deque[_Pending] = deque()
         self._wake = threading.Condition()
         self._pid: int | None = None  # the writer thread belongs to the process that started it
-        self._autocommit = engine.dialect.name == "postgresql"
-        self._conn: Connection | None = None  # used by the writer thread only
-        self._used_at = float("-inf")
 
     def record(self, session: Session | None, type: str, **fields) -> None:
         """``audit.record`` when ``session`` has a transaction open (the event then commits
@@ -80,7 +74,6 @@ class AuditWriter:
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        self._conn = None  # a connection inherited across fork is the parent's
         threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
 
     def _run(self) -> None:
@@ -106,33 +99,5 @@ class AuditWriter:
             audit.written(events)
 
     def _insert(self, events: list[dict]) -> None:
-        conn = self._connection()
-        try:
-            if self._autocommit:
-                audit.insert_events(conn, events)
-                conn.commit()  # ends SQLAlchemy's logical transaction; the rows are committed
-            else:
-                with conn.begin():  # SQLite: BEGIN IMMEDIATE (db.py), one INSERT, COMMIT
-                    audit.insert_events(conn, events)
-        except BaseException:
-            self._release()
-            raise
-        self._used_at = time.monotonic()
-
-    def _connection(self) -> Connection:
-        if self._conn is not None and time.monotonic() - self._used_at > IDLE_SECONDS:
-            self._release()
-        if self._conn is None:
-            conn = self._engine.connect()  # pinged by the pool
-            if self._autocommit:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = conn
-        return self._conn
-
-    def _release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as exc:  # noqa: BLE001 - a broken connection: the pool drops it
-                log.warning("audit writer connection close failed (%s)", type(exc).__name__)
+        with db.single_statements(self._engine) as conn, conn.begin():
+            audit.insert_events(conn, events)  # SQLite: inside BEGIN IMMEDIATE … COMMIT

@@ -15,7 +15,7 @@ from datetime import UTC
 from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -76,7 +76,7 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # One pool per worker process (the app is built after fork). A connection that sat idle
-    # in the pool is pinged before use (_ping_if_idle) and replaced when the server or a
+    # in the pool is pinged before use (_idle_pinger) and replaced when the server or a
     # failover closed it, instead of failing the request with it; recycle stays below typical
     # idle timeouts of proxies such as PgBouncer; a request waits at most pool_timeout for a
     # connection, then fails fast (503 at the balancer, not a hang).
@@ -165,16 +165,23 @@ def transaction(session: Session) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def reading(engine: Engine) -> Iterator[Session]:
-    """A session for reads only. On PostgreSQL its connection is in autocommit mode: each
-    statement is one round trip, with no BEGIN and ROLLBACK around it (each statement sees
-    committed data, as under READ COMMITTED). SQLite: an ordinary session (db.py's BEGIN
-    IMMEDIATE would hold a transaction that autocommit never ends)."""
+def single_statements(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection for work that is one statement at a time. On PostgreSQL it is in
+    autocommit mode: a statement is one round trip, with no BEGIN and COMMIT/ROLLBACK around
+    it, and is its own transaction. SQLite: an ordinary connection (db.py's BEGIN IMMEDIATE
+    would open a transaction that autocommit never ends); ``conn.begin()`` works on both."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
-        with Session(bind=conn) as session:
-            yield session
+        yield conn
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A session for reads only, on ``single_statements``: each read sees committed data, as
+    under READ COMMITTED."""
+    with single_statements(engine) as conn, Session(bind=conn) as session:
+        yield session
 
 
 # -- transient errors ---------------------------------------------------------------------

@@ -68,21 +68,29 @@ def where(exc: BaseException) -> str:
     return f"{last.filename.rsplit('/authserver/', 1)[-1]}:{last.lineno} in {last.name}"
 
 
-def _unexpected(exc: Exception) -> Response:
-    request_id = g.get("request_id")
-    log.error("unhandled %s at %s request_id=%s", type(exc).__name__, where(exc), request_id)
-    return json_error(500, "server_error", "internal error", request_id=request_id)
+def failure(exc: Exception, request_id: str | None) -> tuple[int, dict]:
+    """Log an exception no view handled; the status and body to answer (Flask's handlers
+    below and web/fast_path.py). The audit log refusing a write is 503, the rest 500."""
+    from .audit_writer import AuditUnavailable
+
+    if isinstance(exc, AuditUnavailable):
+        log.error("audit log unavailable (%s) request_id=%s", exc, request_id)
+        error, description, status = "temporarily_unavailable", "try again later", 503
+    else:
+        log.error("unhandled %s at %s request_id=%s", type(exc).__name__, where(exc),
+                  request_id)
+        error, description, status = "server_error", "internal error", 500
+    return status, {"error": error, "error_description": description, "request_id": request_id}
 
 
-def _audit_unavailable(exc: Exception) -> Response:
-    log.error("audit log unavailable (%s) request_id=%s", exc, g.get("request_id"))
-    return json_error(503, "temporarily_unavailable", "try again later",
-                      request_id=g.get("request_id"))
+def _failure_response(exc: Exception) -> Response:
+    status, body = failure(exc, g.get("request_id"))
+    return json_error(status, body.pop("error"), body.pop("error_description"), **body)
 
 
 def register(app: Flask) -> None:
     from .audit_writer import AuditUnavailable
 
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(AuditUnavailable, _audit_unavailable)
-    app.register_error_handler(Exception, _unexpected)
+    app.register_error_handler(AuditUnavailable, _failure_response)
+    app.register_error_handler(Exception, _failure_response)

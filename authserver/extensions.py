@@ -30,6 +30,13 @@ class Services:
     audit_writer: AuditWriter  # group commit of events that accompany no other write
     extra: dict = field(default_factory=dict)  # per-feature objects (limiter, oauth server …)
 
+    def tick(self) -> None:
+        """Before each request (Flask's and the fast path's), outside any transaction: pick
+        up key and client changes made elsewhere, start a seal of the audit chain if due."""
+        self.keyset.tick()
+        self.audit_sealer.tick()
+        self.clients.tick()
+
 
 def services(app: Flask | None = None) -> Services:
     return (app or current_app).extensions["authserver"]

@@ -70,7 +70,7 @@ def decode(svc: Services, token: str, verify_exp: bool = True) -> dict | None:
     try:
         header_segment, payload_segment, signature = jws.compact_segments(token, 8192)
         header = jws.json_object(header_segment)
-        if str(header.get("typ", "")).lower() not in (TYP, "application/" + TYP):
+        if jws.media_type(header.get("typ")) != TYP:
             return None
         if "crit" in header:  # RFC 7515 §4.1.11: no extensions understood
             return None

@@ -70,7 +70,8 @@ def json_object(segment: str) -> dict[str, Any]:
     return value
 
 
-def _media_type(typ: Any) -> str | None:
+def media_type(typ: Any) -> str | None:
+    """A ``typ`` header as a media type without "application/", lower-case; None if no text."""
     # RFC 7515 §4.1.9: "application/" may be omitted; media types compare case-insensitively.
     if not isinstance(typ, str):
         return None
@@ -119,7 +120,7 @@ class Verifier(TokenChecks):
         self.issuer, self.audience, self.realm = issuer, audience, realm
         self.algorithms: dict[str, Algorithm] = {a: ALGORITHMS[a] for a in algorithms}
         self.leeway = float(leeway)
-        self.typ = _media_type(typ) if typ is not None else None
+        self.typ = media_type(typ) if typ is not None else None
         self.jwks = JwksCache(issuer, refetch_interval=float(refetch_interval), timeout=timeout,
                               min_ttl=min_cache_ttl, max_ttl=max_cache_ttl,
                               default_ttl=default_cache_ttl, fetch_jwks=fetch_jwks, clock=clock)
@@ -151,7 +152,7 @@ class Verifier(TokenChecks):
         algorithm = self.algorithms.get(alg) if isinstance(alg, str) else None
         if algorithm is None:
             raise InvalidToken("algorithm not allowed")
-        if self.typ is not None and _media_type(header.get("typ")) != self.typ:
+        if self.typ is not None and media_type(header.get("typ")) != self.typ:
             raise InvalidToken("wrong token type")  # RFC 9068 §4: typ must be at+jwt
         if "crit" in header:
             # RFC 7515 §4.1.11: we understand no extensions, so any critical one is fatal.

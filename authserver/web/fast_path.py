@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -36,20 +35,18 @@ from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .. import audit, db, endpoints, errors, metrics, request_ids
-from ..audit_writer import AuditUnavailable
 from ..oauth import client_auth, client_credentials, introspection, scopes
+from ..oauth.server import NO_STORE
 from ..oidc import discovery
 from . import headers as security_headers
 from .well_known import DISCOVERY_MAX_AGE
-
-log = logging.getLogger("authserver.fast_path")
 
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 4096  # larger bodies are unusual here: Flask reads them
 TOKEN_PARAMS = frozenset({"grant_type", "scope", "resource", "client_id", "client_secret"})
 INTROSPECTION_PARAMS = frozenset({"token", "token_type_hint", "client_id", "client_secret"})
 SECRET_METHODS = (client_auth.BASIC, client_auth.POST)
-NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+JSON_NO_STORE = [("Content-Type", "application/json"), *NO_STORE]
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,7 @@ class Answer:
     rule: str  # the metrics label: the URL rule Flask would have matched
     body: bytes
     headers: list[tuple[str, str]]
+    error: str | None = None  # the error code of a failure, for the metrics
 
 
 class _Peer:
@@ -99,9 +97,9 @@ class FastPath:
         self._jwks_headers = [("Content-Type", "application/jwk-set+json"),
                               ("Cache-Control", f"public, max-age={settings.jwks_max_age}")]
         self._discovery_body = discovery.encoded(settings)
-        self._children: dict[tuple, tuple] = {}
         self._discovery_headers = [("Content-Type", "application/json"),
                                    ("Cache-Control", f"public, max-age={DISCOVERY_MAX_AGE}")]
+        self._children: dict[tuple, tuple] = {}  # metric children by (rule, method, status)
 
     # -- WSGI ------------------------------------------------------------------------------
 
@@ -111,10 +109,7 @@ class FastPath:
             return self._flask(environ, start_response)
         started = time.perf_counter()
         request_id = request_ids.accept(environ.get("HTTP_X_REQUEST_ID", ""))
-        svc = self._svc
-        svc.keyset.tick()
-        svc.audit_sealer.tick()
-        svc.clients.tick()
+        self._svc.tick()
         context = audit.current_context.set(
             audit.RequestContext(ip=environ.get("REMOTE_ADDR"), request_id=request_id))
         try:
@@ -129,8 +124,8 @@ class FastPath:
         requests, latency = self._metrics(answer.rule, environ["REQUEST_METHOD"], answer.status)
         requests.inc()
         latency.observe(time.perf_counter() - started)
-        if answer.status >= 400:
-            metrics.error(json.loads(answer.body)["error"])
+        if answer.error is not None:
+            metrics.error(answer.error)
         return [answer.body]
 
     def _metrics(self, rule: str, method: str, status: int):
@@ -161,13 +156,11 @@ class FastPath:
             return None
         try:
             body = client_credentials.issue(svc, None, client, scope, audience)
-        except AuditUnavailable as exc:
-            return self._failure(503, endpoints.TOKEN, request_id, exc)
         except Exception as exc:  # noqa: BLE001 - counted already: answer, do not retry
-            return self._failure(500, endpoints.TOKEN, request_id, exc)
+            return _failure(endpoints.TOKEN, request_id, exc)
         # Authlib's shape (oauth/server.py handle_response): Flask's JSON, keys sorted.
         return Answer(200, endpoints.TOKEN, json.dumps(body, sort_keys=True).encode(),
-                      [("Content-Type", "application/json"), *NO_STORE])
+                      JSON_NO_STORE)
 
     def _introspect(self, environ, request_id: str) -> Answer | None:
         form = _read_form(environ, INTROSPECTION_PARAMS, self._max_body)
@@ -187,9 +180,8 @@ class FastPath:
             with db.reading(svc.engine) as session:
                 body = introspection.access_token(svc, session, token) or introspection.INACTIVE
         except Exception as exc:  # noqa: BLE001 - counted already: answer, do not retry
-            return self._failure(500, endpoints.INTROSPECTION, request_id, exc)
-        return Answer(200, endpoints.INTROSPECTION, _jsonify(body),
-                      [("Content-Type", "application/json"), *NO_STORE])
+            return _failure(endpoints.INTROSPECTION, request_id, exc)
+        return Answer(200, endpoints.INTROSPECTION, _jsonify(body), JSON_NO_STORE)
 
     def _jwks(self, environ, request_id: str) -> Answer:
         return Answer(200, endpoints.JWKS, self._svc.keyset.jwks_body(), self._jwks_headers)
@@ -224,19 +216,13 @@ class FastPath:
         answers the 429 (and audits it) as it would have."""
         return self._svc.extra["limits"].hit(policy, client.client_id).allowed
 
-    def _failure(self, status: int, rule: str, request_id: str, exc: Exception) -> Answer:
-        """What errors.py answers for the same failure, in the same words, after the request
-        was counted (it cannot be handed to Flask then)."""
-        if status == 503:
-            log.error("audit log unavailable (%s) request_id=%s", exc, request_id)
-            body = {"error": "temporarily_unavailable", "error_description": "try again later"}
-        else:
-            log.error("unhandled %s at %s request_id=%s", type(exc).__name__,
-                      errors.where(exc), request_id)
-            body = {"error": "server_error", "error_description": "internal error"}
-        body["request_id"] = request_id
-        return Answer(status, rule, _jsonify(body),
-                      [("Content-Type", "application/json"), *NO_STORE])
+
+
+def _failure(rule: str, request_id: str, exc: Exception) -> Answer:
+    """errors.py's answer to the same failure, once the request was counted (it cannot be
+    handed to Flask then)."""
+    status, body = errors.failure(exc, request_id)
+    return Answer(status, rule, _jsonify(body), JSON_NO_STORE, body["error"])
 
 
 def _jsonify(body: dict) -> bytes:
