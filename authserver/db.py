@@ -8,6 +8,7 @@ not at all.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from datetime import UTC
 from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -174,6 +175,61 @@ def single_statements(engine: Engine) -> Iterator[Connection]:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+@contextlib.contextmanager
+def driver_connection(engine: Engine) -> Iterator:
+    """The DB-API connection of a pooled connection (pinged when idle, like any checkout), for
+    the hot paths' constant statements: the fast path's introspection query and the audit
+    writer's inserts. SQLAlchemy's Connection and result objects around one small query cost
+    about twice the query itself (measured: 143 against 52 µs of CPU per introspection
+    lookup). PostgreSQL: in autocommit mode, each statement its own transaction (begin one
+    explicitly with ``BEGIN``); SQLite: autocommit too (_sqlite_pragmas), ``BEGIN IMMEDIATE``
+    to write. A lost connection is invalidated, not handed back to the pool."""
+    fairy = engine.raw_connection()
+    driver = fairy.driver_connection
+    postgresql = engine.dialect.name == "postgresql"
+    try:
+        if postgresql:
+            driver.autocommit = True
+        yield driver
+        if postgresql:
+            driver.autocommit = False
+    except engine.dialect.loaded_dbapi.Error as exc:
+        if engine.dialect.is_disconnect(exc, fairy.dbapi_connection, None):
+            # As SQLAlchemy's Connection does on a disconnect: drop this connection and every
+            # one checked out before it (a server restart closed them all).
+            engine.pool._invalidate(fairy, exc)
+        elif postgresql:
+            with contextlib.suppress(Exception):  # back to the pool's transactional mode
+                driver.rollback()
+                driver.autocommit = False
+        raise
+    finally:
+        fairy.close()
+
+
+class Statement:
+    """A Core SELECT compiled once for a dialect, run on a driver connection
+    (``driver_connection``); the row comes back through the columns' own result processors
+    (UTC datetimes, SQLite's booleans), as SQLAlchemy would return it."""
+
+    def __init__(self, dialect: Dialect, select_statement):
+        compiled = select_statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._positions = compiled.positiontup  # None for named styles (psycopg: pyformat)
+        columns = list(select_statement.selected_columns)
+        self._processors = [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                            for c in columns]
+        self._row = collections.namedtuple("Row", [c.key for c in columns])
+
+    def first(self, driver, **params):
+        """The first row (attributes named as the selected columns), or None."""
+        bound = params if self._positions is None else tuple(params[n] for n in self._positions)
+        row = driver.execute(self.sql, bound).fetchone()
+        if row is None:
+            return None
+        return self._row(*(p(v) if p else v for p, v in zip(self._processors, row, strict=True)))
 
 
 @contextlib.contextmanager

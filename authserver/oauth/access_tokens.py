@@ -8,14 +8,17 @@ issuance, its user likewise, its refresh family (``grant_id``) revoked after a r
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session
 
 from .. import clock
+from ..db import Statement, driver_connection
 from ..extensions import Services
 from ..models.client import Client
 from ..models.token_records import RefreshFamily, RevokedToken
@@ -112,6 +115,35 @@ _TOKEN_STATE = (  # built once: constructing it cost more than running it (measu
     .where(_clients.c.client_id == bindparam("client_id")))
 
 
+def _client_state_allows(state, claims: dict) -> bool:
+    """The token's jti is not revoked, and its client exists, is enabled and has not revoked
+    its tokens since this one was issued (a _TOKEN_STATE row)."""
+    if state is None or state.revoked or not state.enabled or state.deleted_at is not None:
+        return False
+    cutoff = _ts(state.tokens_revoked_before)
+    return cutoff is None or claims["iat"] >= cutoff
+
+
+def is_client_token(claims: dict) -> bool:
+    """A client-credentials token: no user, no refresh family; whether it is active depends
+    on its jti and its client only."""
+    return claims["sub"] == claims["client_id"] and "grant_id" not in claims
+
+
+@functools.lru_cache(maxsize=4)
+def _token_state(dialect: Dialect) -> Statement:
+    return Statement(dialect, _TOKEN_STATE)
+
+
+def client_token_active(engine: Engine, claims: dict) -> bool:
+    """``validate``'s verdict on a decoded client token (``is_client_token``), read fresh in
+    one statement on a driver connection (the fast path: no Session, no ORM)."""
+    with driver_connection(engine) as driver:
+        state = _token_state(engine.dialect).first(
+            driver, jti=claims["jti"], client_id=claims["client_id"])
+    return _client_state_allows(state, claims)
+
+
 def validate(svc: Services, session: Session, token: str) -> dict | None:
     """The verified claims of an active access token of this issuer, or None."""
     claims = decode(svc, token)
@@ -121,10 +153,7 @@ def validate(svc: Services, session: Session, token: str) -> dict | None:
     # the client cache: a revocation is in force on every instance at once).
     client = session.connection().execute(
         _TOKEN_STATE, {"jti": claims["jti"], "client_id": claims["client_id"]}).first()
-    if client is None or client.revoked or not client.enabled or client.deleted_at is not None:
-        return None
-    cutoff = _ts(client.tokens_revoked_before)
-    if cutoff is not None and claims["iat"] < cutoff:
+    if not _client_state_allows(client, claims):
         return None
     if claims["sub"] != claims["client_id"]:
         user = session.get(User, claims["sub"])

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from authserver import create_app, endpoints
-from authserver.models import AuditEvent
+from authserver.models import AuditEvent, Client
+from authserver.oauth import access_tokens
 from authserver.web.fast_path import FastPath
 from tests.support.oauth import basic, register
 
@@ -296,6 +299,70 @@ def test_introspection_answers_match_and_revocation_is_immediate(app, slow_app, 
         answer = target.test_client().post(endpoints.INTROSPECTION, data={"token": forged},
                                            headers=rs_auth)
         assert answer.get_data() == b'{"active":false}\n'
+
+
+def _both_answer(app, slow_app, flask_seen, form, headers, fast: bool) -> dict:
+    """Introspect on both paths; assert equal answers and whether the fast path answered."""
+    flask_seen.clear()
+    answer = app.test_client().post(endpoints.INTROSPECTION, data=form, headers=headers)
+    slow = slow_app.test_client().post(endpoints.INTROSPECTION, data=form, headers=headers)
+    assert (answer.status_code, answer.get_data()) == (slow.status_code, slow.get_data())
+    assert _headers(answer) == _headers(slow)
+    assert flask_seen == ([] if fast else [endpoints.INTROSPECTION])
+    return answer.get_json()
+
+
+@pytest.mark.parametrize("change", ["disabled", "tokens revoked", "deleted"])
+def test_fast_introspection_reads_the_clients_state_fresh(app, slow_app, flask_seen, change):
+    """The fast path's own query (access_tokens.client_token_active, a driver connection):
+    a client disabled, deleted or with its tokens revoked after issuance makes its tokens
+    inactive on the next introspection, as on the Flask path."""
+    meta, secret = _cached_client(app, scope="read", default_scope="read")
+    rs, rs_secret = _cached_client(app, client_name="resource server")
+    rs_auth = basic(rs["client_id"], rs_secret)
+    token = app.test_client().post(endpoints.TOKEN, data=CC, headers=basic(
+        meta["client_id"], secret)).get_json()["access_token"]
+    form = {"token": token}
+    assert _both_answer(app, slow_app, flask_seen, form, rs_auth, fast=True)["active"] is True
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    values = {"disabled": {"enabled": False}, "tokens revoked": {"tokens_revoked_before": later},
+              "deleted": {"deleted_at": later}}[change]
+    with app.extensions["authserver"].engine.begin() as conn:
+        conn.execute(update(Client).where(Client.client_id == meta["client_id"])
+                     .values(**values))
+    assert _both_answer(app, slow_app, flask_seen, form, rs_auth, fast=True) == {
+        "active": False}
+
+
+def test_fast_introspection_of_tokens_it_need_not_read(app, slow_app, flask_seen):
+    """A forged or expired JWT is inactive without a query (answered fast); a token of a
+    user or of a refresh family has more state to read: Flask answers it, counted once."""
+    meta, secret = _cached_client(app, scope="read", default_scope="read")
+    rs, rs_secret = _cached_client(app, client_name="resource server")
+    rs_auth = basic(rs["client_id"], rs_secret)
+    svc = app.extensions["authserver"]
+    token = app.test_client().post(endpoints.TOKEN, data=CC, headers=basic(
+        meta["client_id"], secret)).get_json()["access_token"]
+    forged = token.rsplit(".", 1)[0] + ".AAAA"
+    expired = svc.signer.sign({**jwt.decode(token, options={"verify_signature": False}),
+                               "exp": int(time.time()) - 1}, alg="ES256", typ="at+jwt")
+    for inactive in (forged, expired):
+        assert _both_answer(app, slow_app, flask_seen, {"token": inactive}, rs_auth,
+                            fast=True) == {"active": False}
+    client = svc.clients.cached(meta["client_id"])
+    users = access_tokens.issue(svc, client, subject="no-such-user", scope="read",
+                                audience=svc.settings.issuer).token
+    family = access_tokens.issue(svc, client, subject=meta["client_id"], scope="read",
+                                 audience=svc.settings.issuer, grant_id="no-such-family").token
+    for handed_on in (users, family):
+        assert _both_answer(app, slow_app, flask_seen, {"token": handed_on}, rs_auth,
+                            fast=False) == {"active": False}
+    # Counted once each: two fast answers and one handed-on request, then the limit.
+    svc.extra["limits"].items["introspection"] = _limit("3/minute")
+    statuses = [app.test_client().post(endpoints.INTROSPECTION, data={"token": t},
+                                       headers=rs_auth).status_code
+                for t in (forged, users, token, expired)]
+    assert statuses == [200, 200, 200, 429]
 
 
 def test_introspection_the_fast_path_hands_on(app, slow_app, flask_seen):

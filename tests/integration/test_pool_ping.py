@@ -96,3 +96,34 @@ def test_the_pool_pings_only_connections_idle_past_the_threshold(database_url):
             assert _pid(conn) != pid
     finally:
         engine.dispose()
+
+
+def test_the_driver_paths_drop_a_dead_connection_and_its_pool(app, database_url):
+    """Fast-path introspection and the audit writer run on driver connections
+    (db.driver_connection). Under the ping threshold a connection the server closed fails its
+    request (the documented trade-off), and is dropped with every older connection, as
+    SQLAlchemy's Connection does: the next requests succeed on new connections."""
+    svc = app.extensions["authserver"]
+    meta, secret = register(app, scope="read", default_scope="read")
+    auth = basic(meta["client_id"], secret)
+    http = app.test_client()
+    token = http.post(endpoints.TOKEN, data=CC, headers=auth).get_json()["access_token"]
+    svc.audit_sealer.wait()
+    svc.audit_sealer.tick = lambda: None
+    for request in (
+        lambda: http.post(endpoints.INTROSPECTION, data={"token": token}, headers=auth),
+        lambda: http.post(endpoints.TOKEN, data=CC, headers=auth),
+    ):
+        held = [svc.engine.connect() for _ in range(3)]
+        pids = {_pid(c) for c in held}
+        for conn in held:
+            conn.close()
+        for pid in pids:
+            _terminate(database_url, pid)
+        failed = request()
+        assert failed.status_code in (500, 503)
+        assert failed.get_json()["error"] in ("server_error", "temporarily_unavailable")
+        answer = request()
+        assert answer.status_code == 200, answer.get_data()
+        with svc.engine.connect() as conn:
+            assert _pid(conn) not in pids
