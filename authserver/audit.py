@@ -19,6 +19,7 @@ Events carry ids, never values: a details key that names a secret is refused out
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -29,6 +30,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from json.encoder import encode_basestring_ascii as _quote
 
 from sqlalchemy import bindparam, event, insert, select, text, update
@@ -104,7 +106,9 @@ def canonical(ev: Mapping | AuditEvent, seq: int) -> bytes:
     get = ev.get if isinstance(ev, Mapping) else (lambda k: getattr(ev, k))
     body = {
         "seq": seq,
-        "time": get("time").isoformat(timespec="microseconds"),
+        # In UTC whatever the database session's time zone (a sealed event's hash must not
+        # depend on the reader's TimeZone setting).
+        "time": get("time").astimezone(UTC).isoformat(timespec="microseconds"),
         "type": get("type"), "outcome": get("outcome"), "actor": get("actor"),
         "client_id": get("client_id"), "ip": get("ip"), "request_id": get("request_id"),
         "details": get("details"),
@@ -133,31 +137,70 @@ MAX_ROWS_PER_INSERT = 500  # x 8 parameters: far below PostgreSQL's and SQLite's
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(dialect: Dialect, rows: int) -> tuple[str, tuple]:
+def _insert_sql(dialect: Dialect, rows: int, columns: tuple[str, ...] = _COLUMNS
+                ) -> tuple[str, tuple]:
     """The multi-row INSERT for ``rows`` events in the dialect's parameter style, and each
-    column's bind processor (UTC handling of UTCDateTime)."""
+    column's bind processor (UTC handling of UTCDateTime, SQLite's datetime text)."""
     quote = dialect.identifier_preparer.quote
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    row = "(" + ", ".join([mark] * len(columns)) + ")"
     table = AuditEvent.__table__
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in _COLUMNS)}) "
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES {', '.join([row] * rows)}")
-    return sql, tuple(table.c[c].type.bind_processor(dialect) for c in _COLUMNS)
+    return sql, tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                      for c in columns)
+
+
+def _values(events: list[dict], processors: tuple, columns: tuple[str, ...]) -> list:
+    params = []
+    for ev in events:
+        for name, process in zip(columns, processors, strict=True):
+            params.append(process(ev[name]) if process else ev[name])
+    return params
 
 
 def insert_events(conn: Connection, events: list[dict]) -> None:
-    """One INSERT statement for all ``events`` (event_row dicts), one round trip. Written out
-    once per row count and dialect: compiling a multi-row Core insert per batch cost more
-    than executing it (measured under load)."""
+    """One unsealed INSERT statement for all ``events`` (event_row dicts), in the caller's
+    transaction (record(): sealed later by ``seal``)."""
     for start in range(0, len(events), MAX_ROWS_PER_INSERT):
         chunk = events[start:start + MAX_ROWS_PER_INSERT]
         sql, processors = _insert_sql(conn.dialect, len(chunk))
-        params = []
-        for ev in chunk:
-            for name, process in zip(_COLUMNS, processors, strict=True):
-                params.append(process(ev[name]) if process else ev[name])
-        conn.exec_driver_sql(sql, tuple(params))
+        conn.exec_driver_sql(sql, tuple(_values(chunk, processors, _COLUMNS)))
 
+
+# PostgreSQL: one constant statement for any number of events (prepared once by psycopg;
+# a multi-row VALUES list is a new statement per size, and psycopg parses statements over
+# 4 KiB on every execution: measured 2 ms of CPU for 64 events). The events travel as one
+# JSON parameter (Python's C encoder; array parameters were escaped element by element in
+# Python), typed by the table's own row type.
+_PG_APPEND = (
+    "INSERT INTO audit_events (time, type, outcome, actor, client_id, ip, request_id, "
+    "details) SELECT time, type, outcome, actor, client_id, ip, request_id, details "
+    "FROM json_populate_recordset(NULL::audit_events, %s::json)")
+
+
+def append(driver, dialect: Dialect, events: list[dict]) -> None:
+    """Commit ``events`` (event_row dicts), unsealed, on a driver connection in autocommit
+    mode (db.driver_connection): the audit writer's batches. PostgreSQL: one statement, one
+    round trip, its own transaction; SQLite: one INSERT inside BEGIN IMMEDIATE … COMMIT.
+    Sealing them into the chain is ``seal``'s, a moment later: holding the chain head's
+    lock from the insert to its commit serialised the writers of all processes (measured:
+    a third fewer tokens per second, the machine idle while batches waited)."""
+    if dialect.name == "postgresql":
+        payload = [{**ev, "time": ev["time"].isoformat()} for ev in events]
+        driver.execute(_PG_APPEND, (json.dumps(payload, separators=(",", ":")),))
+        return
+    driver.execute("BEGIN IMMEDIATE")
+    try:
+        for start in range(0, len(events), MAX_ROWS_PER_INSERT):
+            chunk = events[start:start + MAX_ROWS_PER_INSERT]
+            sql, processors = _insert_sql(dialect, len(chunk))
+            driver.execute(sql, _values(chunk, processors, _COLUMNS))
+        driver.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            driver.execute("ROLLBACK")
+        raise
 
 
 @event.listens_for(Session, "after_commit")

@@ -8,10 +8,10 @@ inserts everything that arrived meanwhile with one statement (one multi-row INSE
 flush for many requests). Nothing is dropped and nothing is answered before its event is
 durable; if the database refuses, every waiting request fails with the error.
 
-Each batch is one INSERT on a pooled connection (``db.single_statements``): on PostgreSQL one
-round trip in autocommit mode, no BEGIN/COMMIT, and no ping while batches keep coming (the pool
-pings only connections idle for a second). A batch whose statement fails is refused (503 to
-its requests) and never retried: it may have committed.
+Each batch is one INSERT on a pooled driver connection (``db.driver_connection``; no ping
+while batches keep coming: the pool pings only connections idle for a second): on PostgreSQL
+one prepared statement in autocommit mode, one round trip (``audit.append``). A batch whose
+statement fails is refused (503 to its requests) and never retried: it may have committed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from . import audit, db
 log = logging.getLogger("authserver.audit")
 
 WAIT_SECONDS = 30.0  # a request never waits longer than this for its event's commit
-MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # a batch is one statement, so one transaction
+MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # a batch is one transaction
 
 
 class AuditUnavailable(RuntimeError):
@@ -99,5 +99,5 @@ class AuditWriter:
             audit.written(events)
 
     def _insert(self, events: list[dict]) -> None:
-        with db.single_statements(self._engine) as conn, conn.begin():
-            audit.insert_events(conn, events)  # SQLite: inside BEGIN IMMEDIATE … COMMIT
+        with db.driver_connection(self._engine) as driver:
+            audit.append(driver, self._engine.dialect, events)
