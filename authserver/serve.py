@@ -4,8 +4,9 @@
 Why two servers: README, Performance. Measured on the same 2 cores, granian (a Rust HTTP
 server with a WSGI interface) answers the bare-Flask floor about 3x faster than gunicorn
 gthread and the token endpoint about 1.5x; gunicorn stays the default (CONTRACT §3) for
-what it has and granian lacks: a worker timeout (a stuck worker is replaced), per-worker
-metrics clean-up when a worker dies, and the access-log format below with the request id.
+what it has and granian lacks: a worker timeout (a stuck worker is replaced) and per-worker
+metrics clean-up when a worker dies. Under granian the app writes its own access log, with
+the request id (web/access_log.py).
 
 ``gunicorn_options()`` is the one definition of the server's gunicorn settings and hooks;
 ``deploy/gunicorn.conf.py`` loads the same for operators who start gunicorn themselves.
@@ -174,12 +175,9 @@ def run(host: str, port: int, workers: int, threads: int, log_format: str = "tex
                                log_format=log_format)).run()
 
 
-# Never the query string (it can hold codes); granian gives no response headers to its log.
-GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s" %(status)d %(dt_ms).1fms'
-
-
 def granian_logging(log_format: str) -> dict:
-    """granian's own and access loggers, with our redaction filter and formats."""
+    """granian's own logger, with our redaction filter and formats. Its access log is off:
+    the app writes that one itself (web/access_log.py, wsgi.granian_app)."""
     fmt = ({"()": "authserver.logs.JsonFormatter"} if log_format == "json"
            else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"})
     return {
@@ -188,9 +186,7 @@ def granian_logging(log_format: str) -> dict:
         "formatters": {"main": fmt},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                 "formatter": "main", "filters": ["redact"]}},
-        "loggers": {"_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-                    "granian.access": {"handlers": ["stderr"], "level": "INFO",
-                                       "propagate": False}},
+        "loggers": {"_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
     }
 
 
@@ -199,7 +195,8 @@ def run_granian(host: str, port: int, workers: int, threads: int, log_format: st
     accepting and gives in-flight requests ``GRACEFUL_TIMEOUT`` seconds."""
     on_starting(None)  # the metrics directory, before any worker imports prometheus_client
     try:
-        granian_server("authserver.wsgi:app", host, port, workers, threads, log_format).serve()
+        granian_server("authserver.wsgi:granian_app", host, port, workers, threads,
+                       log_format).serve()
     finally:
         on_exit(None)
 
@@ -213,7 +210,7 @@ def granian_server(target: str, host: str, port: int, workers: int, threads: int
     return Server(
         target, address=host, port=port, interface=Interfaces.WSGI,
         workers=workers, blocking_threads=threads, websockets=False,
-        log_dictconfig=granian_logging(log_format), log_access=True,
-        log_access_format=GRANIAN_ACCESS_FORMAT, respawn_failed_workers=True,
+        log_dictconfig=granian_logging(log_format), log_access=False,
+        respawn_failed_workers=True,
         workers_kill_timeout=GRACEFUL_TIMEOUT,
     )

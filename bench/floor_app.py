@@ -3,6 +3,8 @@ options as `authserver serve` (bench/run.py starts it through authserver.serve).
 
 from flask import Flask, jsonify
 
+from authserver.web.access_log import AccessLog
+
 app = Flask(__name__)
 
 
@@ -10,3 +12,7 @@ app = Flask(__name__)
 @app.get("/floor")
 def floor():
     return jsonify(access_token="x" * 40, token_type="Bearer", expires_in=600)
+
+
+# Under granian, the same access log as authserver's (authserver/web/access_log.py).
+granian_app = AccessLog(app)

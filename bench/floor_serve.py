@@ -30,6 +30,6 @@ class Floor(BaseApplication):
 if __name__ == "__main__":
     port, workers, threads = (int(a) for a in sys.argv[1:4])
     if sys.argv[4:] == ["granian"]:
-        granian_server("bench.floor_app:app", "127.0.0.1", port, workers, threads).serve()
+        granian_server("bench.floor_app:granian_app", "127.0.0.1", port, workers, threads).serve()
     else:
         Floor(gunicorn_options(port=port, workers=workers, threads=threads)).run()

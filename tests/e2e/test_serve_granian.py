@@ -55,10 +55,17 @@ def test_granian_logs_are_json_without_query_strings_or_secrets(live_server, set
                     auth=(client_id, secret))
     token = r.json()["access_token"]
     assert server.get("/healthz?code=SECRETCODE123&access_token=" + token).status_code == 200
+    assert server.get("/" + token).status_code == 404  # a token in the path itself
     time.sleep(0.5)
     log = server.log()
     entries = [json.loads(line) for line in log.splitlines() if line.strip()]  # all JSON
     assert secret not in log and token not in log and "SECRETCODE123" not in log
-    access = [e["message"] for e in entries if e["logger"] == "granian.access"]
-    assert any('"GET /healthz"' in m and " 200 " in m for m in access), access
-    assert any(f'"POST {endpoints.TOKEN}"' in m for m in access), access
+    access = [e for e in entries if e["logger"] == "granian.access"]
+    messages = [e["message"] for e in access]
+    assert any('"GET /healthz"' in m and " 200 " in m for m in messages), messages
+    assert any(" 404 " in m and "[redacted-jwt]" in m for m in messages), messages
+    # Written by the app (web/access_log.py): each line carries the answer's request id.
+    issued = [e for e in access if e["http"]["path"] == endpoints.TOKEN]
+    assert len(issued) == 1 and issued[0]["request_id"] == r.headers["X-Request-ID"]
+    assert issued[0]["http"]["method"] == "POST" and issued[0]["http"]["status"] == 200
+    assert issued[0]["http"]["bytes"] == len(r.content)
