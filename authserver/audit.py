@@ -220,11 +220,15 @@ def written(events) -> None:
     from . import metrics
 
     logging_on = log.isEnabledFor(logging.INFO)
+    issued: dict[tuple, int] = {}  # counted once the issuance is durable, once per label set
     for ev in events:
         if logging_on:
             log.info(_log_line(ev))
-        if ev["type"] == "token.issued":  # counted once the issuance is durable
-            metrics.token_issued(json.loads(ev["details"]).get("grant_type"), ev["client_id"])
+        if ev["type"] == "token.issued":
+            labels = (json.loads(ev["details"]).get("grant_type"), ev["client_id"])
+            issued[labels] = issued.get(labels, 0) + 1
+    for (grant_type, client_id), count in issued.items():
+        metrics.token_issued(grant_type, client_id, count)
 
 
 def _log_line(ev: dict) -> str:

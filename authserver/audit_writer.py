@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from collections import deque
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -37,17 +37,23 @@ class AuditUnavailable(RuntimeError):
 
 
 class _Pending:
-    __slots__ = ("event", "done", "error")
+    """One event and its waiter: a lock taken at creation, released by the writer once the
+    event is committed or refused (a bare lock: a threading.Event is a Condition and a lock
+    in Python code, measured on every token)."""
+
+    __slots__ = ("event", "committed", "error")
 
     def __init__(self, event: dict):
-        self.event, self.done, self.error = event, threading.Event(), None
+        self.event, self.error = event, None
+        self.committed = threading.Lock()
+        self.committed.acquire()
 
 
 class AuditWriter:
     def __init__(self, engine: Engine):
         self._engine = engine
-        self._queue: deque[_Pending] = deque()
-        self._wake = threading.Condition()
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._starting = threading.Lock()
         self._pid: int | None = None  # the writer thread belongs to the process that started it
 
     def record(self, session: Session | None, type: str, **fields) -> None:
@@ -61,43 +67,63 @@ class AuditWriter:
 
     def write(self, event: dict) -> None:
         """Commit one event (``audit.event_row``) and return, or raise AuditUnavailable."""
+        if self._pid != os.getpid():
+            self._start()
         pending = _Pending(event)
-        with self._wake:
-            if self._pid != os.getpid():
-                self._start()
-            self._queue.append(pending)
-            self._wake.notify()
-        if not pending.done.wait(WAIT_SECONDS):
+        self._queue.put(pending)
+        if not pending.committed.acquire(timeout=WAIT_SECONDS):
             raise AuditUnavailable("audit write timed out")
         if pending.error is not None:
             raise AuditUnavailable("audit write failed") from pending.error
 
     def _start(self) -> None:
-        self._pid = os.getpid()
-        threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
+        with self._starting:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._queue = queue.SimpleQueue()  # a parent's queue has no writer here
+            threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
+
+    def _take(self, block: bool) -> list[_Pending]:
+        """What is queued, up to MAX_BATCH; waits for a first event when ``block``."""
+        batch: list[_Pending] = []
+        try:
+            batch.append(self._queue.get(block))
+            while len(batch) < MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._queue:
-                    self._wake.wait()
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-            self._commit(batch)
+            batch = self._take(block=True)
+            # One pooled connection for as long as batches keep coming (no checkout per
+            # batch); back to the pool once the queue is empty, so an idle connection is
+            # pinged before its next use like any other (db.py). A failed checkout or
+            # statement refuses the batch at hand; a lost connection is dropped there.
+            try:
+                with db.driver_connection(self._engine) as driver:
+                    while batch:
+                        events = [p.event for p in batch]
+                        audit.append(driver, self._engine.dialect, events)
+                        _release(batch, None)
+                        _written(events)
+                        batch = self._take(block=False)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                log.error("audit write failed (%s)", type(exc).__name__)
+                _release(batch, exc)
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        events = [p.event for p in batch]
-        try:
-            self._insert(events)
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-            log.error("audit write failed (%s)", type(exc).__name__)
-            for p in batch:
-                p.error = exc
-        finally:
-            for p in batch:
-                p.done.set()
-        if batch[0].error is None:
-            audit.written(events)
 
-    def _insert(self, events: list[dict]) -> None:
-        with db.driver_connection(self._engine) as driver:
-            audit.append(driver, self._engine.dialect, events)
+def _release(batch: list[_Pending], error: Exception | None) -> None:
+    for p in batch:
+        p.error = error
+        p.committed.release()
+
+
+def _written(events: list[dict]) -> None:
+    """The committed events' log lines and metrics; their requests are answered already."""
+    try:
+        audit.written(events)
+    except Exception as exc:  # noqa: BLE001 - the events are durable; say so and go on
+        log.error("audit events committed, their log lines failed (%s)", type(exc).__name__)

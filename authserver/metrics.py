@@ -65,8 +65,8 @@ def _label(value: object) -> str:
     return text if _LABEL.match(text) else "other"
 
 
-def token_issued(grant_type: str, client_id: str | None) -> None:
-    TOKENS_ISSUED.labels(_label(grant_type), _label(client_id)).inc()
+def token_issued(grant_type: str, client_id: str | None, count: int = 1) -> None:
+    TOKENS_ISSUED.labels(_label(grant_type), _label(client_id)).inc(count)
 
 
 def error(code: str) -> None:

@@ -149,3 +149,25 @@ def test_writers_of_two_instances_and_the_sealer_share_one_chain(app, settings):
     finally:
         other.extensions["authserver"].audit_sealer.wait()
         other.extensions["authserver"].engine.dispose()
+
+
+def test_an_unreachable_database_refuses_the_batch_at_once():
+    """A checkout that fails refuses the events at hand (503 upstream) instead of leaving
+    their requests waiting out WAIT_SECONDS; the writer goes on with the next batch."""
+    import time
+
+    import pytest
+
+    from authserver.audit_writer import WAIT_SECONDS, AuditUnavailable, AuditWriter
+    from authserver.db import make_engine
+
+    engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2")
+    writer = AuditWriter(engine)
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(AuditUnavailable):
+                writer.write(audit.event_row("token.issued", actor="client:x"))
+            assert time.monotonic() - started < min(5, WAIT_SECONDS)
+    finally:
+        engine.dispose()
