@@ -19,9 +19,13 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from .. import endpoints
 from ..logs import redact
 
 LOGGER = "granian.access"
+# Paths known to hold nothing to redact (the busiest ones): written as they are.
+_PLAIN_PATHS = frozenset(v for k, v in vars(endpoints).items() if k.isupper()) | {
+    "/healthz", "/readyz", "/metrics"}
 
 
 class AccessLog:
@@ -55,7 +59,9 @@ class AccessLog:
                 request_id = value
             elif lowered == "content-length":
                 size = int(value) if value.isdigit() else None
-        path = redact(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        if path not in _PLAIN_PATHS:
+            path = redact(path)
         addr = environ.get("REMOTE_ADDR") or "-"
         method = environ.get("REQUEST_METHOD", "-")
         duration_ms = round(seconds * 1000, 3)
