@@ -100,7 +100,6 @@ class FastPath:
         self._discovery_body = discovery.encoded(settings)
         self._discovery_headers = [("Content-Type", "application/json"),
                                    ("Cache-Control", f"public, max-age={DISCOVERY_MAX_AGE}")]
-        self._children: dict[tuple, tuple] = {}  # metric children by (rule, method, status)
 
     # -- WSGI ------------------------------------------------------------------------------
 
@@ -122,21 +121,11 @@ class FastPath:
         headers = [*answer.headers, ("Content-Length", str(len(answer.body))),
                    ("X-Request-ID", request_id), *self._common]
         start_response(f"{answer.status} {HTTP_STATUS_CODES[answer.status].upper()}", headers)
-        requests, latency = self._metrics(answer.rule, environ["REQUEST_METHOD"], answer.status)
-        requests.inc()
-        latency.observe(time.perf_counter() - started)
+        metrics.TALLY.add(answer.rule, environ["REQUEST_METHOD"], answer.status,
+                          time.perf_counter() - started)
         if answer.error is not None:
             metrics.error(answer.error)
         return [answer.body]
-
-    def _metrics(self, rule: str, method: str, status: int):
-        """The labelled children, looked up once per (rule, method, status)."""
-        key = (rule, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                metrics.REQUESTS.labels(rule, method, str(status)), metrics.LATENCY.labels(rule))
-        return children
 
     # -- endpoints ----------------------------------------------------------------------------
 
