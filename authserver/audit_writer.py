@@ -98,21 +98,30 @@ class AuditWriter:
     def _run(self) -> None:
         while True:
             batch = self._take(block=True)
+            done: list[_Pending] = []  # committed, not answered yet
             # One pooled connection for as long as batches keep coming (no checkout per
-            # batch); back to the pool once the queue is empty, so an idle connection is
-            # pinged before its next use like any other (db.py). A failed checkout or
-            # statement refuses the batch at hand; a lost connection is dropped there.
+            # batch). It goes back to the pool once the queue is empty and before the last
+            # batch is answered: an idle connection is pinged before its next use like any
+            # other (db.py), and none is left checked out once every request has its answer
+            # (an engine disposed then closes them all). A failed checkout or statement
+            # refuses the batch at hand; a lost connection is dropped there.
             try:
                 with db.driver_connection(self._engine) as driver:
                     while batch:
-                        events = [p.event for p in batch]
-                        audit.append(driver, self._engine.dialect, events)
-                        _release(batch, None)
-                        _written(events)
-                        batch = self._take(block=False)
+                        audit.append(driver, self._engine.dialect, [p.event for p in batch])
+                        done, batch = batch, self._take(block=False)
+                        if batch:  # more to write: answer these, keep the connection
+                            _answer(done)
+                            done = []
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 log.error("audit write failed (%s)", type(exc).__name__)
                 _release(batch, exc)
+            _answer(done)
+
+
+def _answer(batch: list[_Pending]) -> None:
+    _release(batch, None)
+    _written([p.event for p in batch])
 
 
 def _release(batch: list[_Pending], error: Exception | None) -> None:

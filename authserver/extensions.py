@@ -38,6 +38,13 @@ class Services:
         self.clients.tick()
 
 
+    def close(self) -> None:
+        """Let a running seal finish, then close the pool's connections (tests, shutdown).
+        The audit writer holds no connection once every request has its answer."""
+        self.audit_sealer.wait()
+        self.engine.dispose()
+
+
 def services(app: Flask | None = None) -> Services:
     return (app or current_app).extensions["authserver"]
 

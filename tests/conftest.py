@@ -130,8 +130,7 @@ def _reset_clock():
 def app(settings):
     application = create_app(settings)
     yield application
-    application.extensions["authserver"].audit_sealer.wait()  # a seal after a request
-    application.extensions["authserver"].engine.dispose()
+    application.extensions["authserver"].close()  # after a seal a request started
 
 
 @pytest.fixture

@@ -147,8 +147,7 @@ def test_writers_of_two_instances_and_the_sealer_share_one_chain(app, settings):
             assert None not in seqs and sorted(seqs) == list(range(1, len(events) + 1))
             assert audit.verify(session) is None
     finally:
-        other.extensions["authserver"].audit_sealer.wait()
-        other.extensions["authserver"].engine.dispose()
+        other.extensions["authserver"].close()
 
 
 def test_an_unreachable_database_refuses_the_batch_at_once():

@@ -56,8 +56,7 @@ def flask_seen(app):
 def slow_app(settings):
     application = create_app(dataclasses.replace(settings, fast_path=False))
     yield application
-    application.extensions["authserver"].audit_sealer.wait()
-    application.extensions["authserver"].engine.dispose()
+    application.extensions["authserver"].close()
 
 
 def _headers(response) -> dict:

@@ -132,7 +132,7 @@ def test_another_instance_signs_with_the_promoted_key_within_five_seconds(app, s
             assert time.monotonic() - started < 5, "other instance still signs with the old key"
             time.sleep(0.05)
     finally:
-        _svc(other).engine.dispose()
+        _svc(other).close()
 
 
 @pytest.mark.settings(key_rotation_days=30)
@@ -167,4 +167,4 @@ def test_two_instances_noticing_a_due_rotation_rotate_exactly_once(app, settings
         assert len(kids) == 1  # every instance signs with the same promoted key
     finally:
         for inst in instances[1:]:
-            _svc(inst).engine.dispose()
+            _svc(inst).close()

@@ -28,9 +28,8 @@ def served(settings):
     yield app
     server.shutdown()
     server.server_close()
-    app.extensions["authserver"].engine.dispose()
     thread.join(timeout=5)
-    app.extensions["authserver"].engine.dispose()
+    app.extensions["authserver"].close()
 
 
 def _sign(app, alg: str, typ: str) -> str:

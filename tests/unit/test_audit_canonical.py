@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authserver import audit
@@ -25,6 +25,7 @@ def _generic(ev: dict, seq: int) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(actor=st.text(max_size=40), client_id=texts, ip=texts, request_id=texts,
        type_=st.text(max_size=20), outcome=st.text(max_size=10),
        details=st.dictionaries(st.text(max_size=10), st.none() | st.integers() | st.text(),
