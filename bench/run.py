@@ -177,7 +177,8 @@ def parse_wrk(text: str) -> dict:
 class Target:
     """A fresh database, `authserver init`, clients from the CLI, `authserver serve`."""
 
-    def __init__(self, db: str, workers: int, threads: int, server: str = "gunicorn"):
+    def __init__(self, db: str, workers: int, threads: int, server: str = "gunicorn",
+                 duration: int = 8, scale: bool = False):
         self.db, self.workers, self.threads, self.server = db, workers, threads, server
         self.tmp = Path(tempfile.mkdtemp(prefix=f"authserver-bench-{db}-"))
         self.port = free_port()
@@ -203,7 +204,11 @@ class Target:
             "AUTHSERVER_CODE_TTL": "3600",
         }
         self.process = None
-        self.mint_count = 12000  # single-use codes and refresh tokens per kind
+        # Single-use codes and refresh tokens per kind: each run (16 and 64 connections,
+        # empty and scaled) gets its own share, enough for 1,200/s (a code used twice is an
+        # error, and these endpoints answered 600-700/s on 2 cores).
+        self.runs = 4 if scale else 2
+        self.mint_count = 1200 * duration * self.runs
 
     def _psql(self, sql: str) -> None:
         from sqlalchemy import create_engine, text
@@ -299,7 +304,7 @@ def scenarios(target: Target) -> list[tuple[str, str, str | None]]:
                     str(target.mint_count), str(mint_dir)], env=target.env, check=True,
                    cwd=ROOT)
     web_auth = basic_header(web["client_id"], web["client_secret"])
-    once = {kind: OnceScript(web_auth, mint_dir / f"{kind}.txt", runs=4)
+    once = {kind: OnceScript(web_auth, mint_dir / f"{kind}.txt", runs=target.runs)
             for kind in ("code", "refresh")}
     return [
         ("code exchange", target.url + "/oauth2/token", once["code"]),
@@ -340,7 +345,8 @@ def measure_floor(wrk: str, args, server: str) -> dict[int, dict]:
 
 
 def bench_target(wrk: str, db: str, args, floor: dict, server: str) -> None:
-    target = Target(db, args.workers, args.threads, server)
+    target = Target(db, args.workers, args.threads, server, args.duration,
+                    args.scale and db == "postgresql")
     try:
         target.start()
         plan = [s for s in scenarios(target)
