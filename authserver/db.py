@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -166,26 +166,15 @@ def transaction(session: Session) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def single_statements(engine: Engine) -> Iterator[Connection]:
-    """A pooled connection for work that is one statement at a time. On PostgreSQL it is in
-    autocommit mode: a statement is one round trip, with no BEGIN and COMMIT/ROLLBACK around
-    it, and is its own transaction. SQLite: an ordinary connection (db.py's BEGIN IMMEDIATE
-    would open a transaction that autocommit never ends); ``conn.begin()`` works on both."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
-@contextlib.contextmanager
 def driver_connection(engine: Engine) -> Iterator:
     """The DB-API connection of a pooled connection (pinged when idle, like any checkout), for
     the hot paths' constant statements: the fast path's introspection query and the audit
     writer's inserts. SQLAlchemy's Connection and result objects around one small query cost
     about twice the query itself (measured: 143 against 52 µs of CPU per introspection
-    lookup). PostgreSQL: in autocommit mode, each statement its own transaction (begin one
-    explicitly with ``BEGIN``); SQLite: autocommit too (_sqlite_pragmas), ``BEGIN IMMEDIATE``
-    to write. A lost connection is invalidated, not handed back to the pool."""
+    lookup). PostgreSQL: in autocommit mode, each statement its own transaction, and back in
+    transactional mode before the pool has it again; SQLite: autocommit too
+    (_sqlite_pragmas), ``BEGIN IMMEDIATE`` to write. A lost connection is invalidated, not
+    handed back to the pool."""
     fairy = engine.raw_connection()
     driver = fairy.driver_connection
     postgresql = engine.dialect.name == "postgresql"
@@ -193,19 +182,19 @@ def driver_connection(engine: Engine) -> Iterator:
         if postgresql:
             driver.autocommit = True
         yield driver
-        if postgresql:
-            driver.autocommit = False
     except engine.dialect.loaded_dbapi.Error as exc:
         if engine.dialect.is_disconnect(exc, fairy.dbapi_connection, None):
             # As SQLAlchemy's Connection does on a disconnect: drop this connection and every
             # one checked out before it (a server restart closed them all).
             engine.pool._invalidate(fairy, exc)
-        elif postgresql:
-            with contextlib.suppress(Exception):  # back to the pool's transactional mode
-                driver.rollback()
-                driver.autocommit = False
         raise
     finally:
+        if postgresql and fairy.is_valid:
+            try:  # back to the pool's transactional mode, whatever happened above
+                driver.rollback()  # a no-op unless a transaction was left open
+                driver.autocommit = False
+            except Exception as exc:  # noqa: BLE001 - never pool a connection in doubt
+                fairy.invalidate(exc)
         fairy.close()
 
 
@@ -230,14 +219,6 @@ class Statement:
         if row is None:
             return None
         return self._row(*(p(v) if p else v for p, v in zip(self._processors, row, strict=True)))
-
-
-@contextlib.contextmanager
-def reading(engine: Engine) -> Iterator[Session]:
-    """A session for reads only, on ``single_statements``: each read sees committed data, as
-    under READ COMMITTED."""
-    with single_statements(engine) as conn, Session(bind=conn) as session:
-        yield session
 
 
 # -- transient errors ---------------------------------------------------------------------

@@ -127,3 +127,28 @@ def test_the_driver_paths_drop_a_dead_connection_and_its_pool(app, database_url)
         assert answer.status_code == 200, answer.get_data()
         with svc.engine.connect() as conn:
             assert _pid(conn) not in pids
+
+
+def test_a_driver_connection_goes_back_to_the_pool_transactional(database_url):
+    """db.driver_connection lends a pooled connection in autocommit mode; whatever the block
+    did (raised any error, left a transaction open), the pool gets it back in transactional
+    mode and idle, so the ORM's next transaction on it is atomic."""
+    from psycopg.pq import TransactionStatus
+
+    from authserver.db import driver_connection
+
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(ValueError), driver_connection(engine) as driver:
+            assert driver.autocommit is True
+            raise ValueError("not a database error")
+        with driver_connection(engine) as driver:
+            driver.execute("BEGIN")
+            driver.execute("SELECT 1")
+        with engine.connect() as conn:  # the pool's one connection, lent both times
+            raw = conn.connection.driver_connection
+            assert raw is driver
+            assert raw.autocommit is False
+            assert raw.info.transaction_status == TransactionStatus.IDLE
+    finally:
+        engine.dispose()
