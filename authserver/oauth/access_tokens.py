@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -69,7 +70,26 @@ _REQUIRED = ("exp", "iat", "jti", "sub", "client_id")
 def decode(svc: Services, token: str, verify_exp: bool = True) -> dict | None:
     """Signature, typ, iss and (optionally) exp; None when any fails. The JWS checks are the
     verifier package's (verifier/access_tokens.py, keys.py: strict compact form, strict JSON,
-    the key decides the algorithm), over the key set in memory, pending keys included."""
+    the key decides the algorithm), over the key set in memory, pending keys included.
+    What does not change with time is remembered per token string (``_VERIFIED``); the
+    times are checked on every call. Returns a dict of its own (callers may change it)."""
+    claims = _VERIFIED.get(svc, token)
+    if claims is None:
+        claims = _verified(svc, token)
+        if claims is None:
+            return None
+    # Times against our clock (clock.py), not the wall clock.
+    now = clock.timestamp()
+    if verify_exp and claims["exp"] <= now:
+        return None
+    if claims["iat"] > now + 5:  # issued in the future: not ours
+        return None
+    return dict(claims)
+
+
+def _verified(svc: Services, token: str) -> dict | None:
+    """The claims of a token of ours whose signature, header and claim types check out
+    (times aside); remembered in ``_VERIFIED`` with the key that verified it."""
     try:
         header_segment, payload_segment, signature = jws.compact_segments(token, 8192)
         header = jws.json_object(header_segment)
@@ -94,13 +114,42 @@ def decode(svc: Services, token: str, verify_exp: bool = True) -> dict | None:
         return None
     if not all(isinstance(claims[c], str) for c in ("jti", "sub", "client_id")):
         return None
-    # Times against our clock (clock.py), not the wall clock.
-    now = clock.timestamp()
-    if verify_exp and claims["exp"] <= now:
-        return None
-    if claims["iat"] > now + 5:  # issued in the future: not ours
-        return None
+    _VERIFIED.put(token, kid, key, claims)
     return claims
+
+
+class _VerifiedTokens:
+    """Token strings whose signature this process verified recently, with the key object
+    that verified them. Resource servers introspect the same bearer token on every call it
+    makes, for its whole lifetime; its ES256 verification was the largest single cost of an
+    introspection (measured, README). A hit counts only while the key set still maps the
+    token's kid to that very key object: any reload of the key set (a rotation, a revoked
+    or deleted key, here or on another instance) makes every entry verify again. Only
+    exactly the same string hits: a token with another signature is a miss. Revocation,
+    expiry and the client's state are checked on every call as before. Bounded: the oldest
+    entries go first."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, object, dict]] = {}
+
+    def get(self, svc: Services, token: str) -> dict | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        kid, key, claims = entry
+        return claims if svc.keyset.verification_key(kid) is key else None
+
+    def put(self, token: str, kid: str, key, claims: dict) -> None:
+        with self._lock:
+            while len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[token] = (kid, key, claims)
+
+
+_VERIFIED = _VerifiedTokens()
 
 
 def _ts(value: datetime | None) -> float | None:
