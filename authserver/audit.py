@@ -102,16 +102,18 @@ def event_row(type: str, *, actor: str, outcome: str = "success", client_id: str
     }
 
 
+def _json_text(value: str | None) -> str:
+    """A string as JSON (ASCII, as json.dumps writes it), or null."""
+    return "null" if value is None else _quote(value)
+
+
 def canonical(ev: Mapping | AuditEvent, seq: int) -> bytes:
     """The hashed form of an event: ``json.dumps`` of its fields and ``seq``, keys sorted,
     compact, ASCII, written out directly (sealing runs over every event; the generic encoder
     was most of its cost, measured). tests/unit/test_audit_canonical.py holds it to the
     generic encoder's bytes, which every chain sealed so far was hashed over."""
     get = ev.get if isinstance(ev, Mapping) else (lambda k: getattr(ev, k))
-
-    def q(value):
-        return "null" if value is None else _quote(value)
-
+    q = _json_text
     # The time in UTC whatever the database session's time zone: a sealed event's hash must
     # not depend on the reader's TimeZone setting.
     when = get("time").astimezone(UTC).isoformat(timespec="microseconds")
@@ -236,9 +238,7 @@ def _log_line(ev: dict) -> str:
     """``_public(ev)`` as JSON, keys sorted, written out directly: ``details`` is canonical
     JSON already (event_row), so it is inserted, not decoded and encoded again (this runs
     for every token; measured)."""
-    def q(value):
-        return "null" if value is None else _quote(value)
-
+    q = _json_text
     return (f'{{"actor": {q(ev["actor"])}, "client_id": {q(ev["client_id"])}, '
             f'"details": {ev["details"]}, "ip": {q(ev["ip"])}, "outcome": {q(ev["outcome"])}, '
             f'"request_id": {q(ev["request_id"])}, '

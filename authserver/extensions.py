@@ -37,7 +37,6 @@ class Services:
         self.audit_sealer.tick()
         self.clients.tick()
 
-
     def close(self) -> None:
         """Let a running seal finish, then close the pool's connections (tests, shutdown).
         The audit writer holds no connection once every request has its answer."""

@@ -59,14 +59,19 @@ def _request_id() -> str | None:
     return current_context.get().request_id
 
 
+def log_time(timestamp: float) -> str:
+    """A log line's time: UTC, milliseconds, ``Z`` (JSON logs, and the app's access log)."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, and the
     exception's type (never its text or traceback: they may hold SQL or values)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": log_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

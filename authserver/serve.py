@@ -178,8 +178,10 @@ def run(host: str, port: int, workers: int, threads: int, log_format: str = "tex
 def granian_logging(log_format: str) -> dict:
     """granian's own logger, with our redaction filter and formats. Its access log is off:
     the app writes that one itself (web/access_log.py, wsgi.granian_app)."""
+    from .logs import TEXT_FORMAT
+
     fmt = ({"()": "authserver.logs.JsonFormatter"} if log_format == "json"
-           else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"})
+           else {"format": TEXT_FORMAT})
     return {
         "version": 1, "disable_existing_loggers": False,
         "filters": {"redact": {"()": "authserver.logs.RedactingFilter"}},

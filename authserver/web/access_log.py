@@ -17,10 +17,9 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 
 from .. import endpoints
-from ..logs import redact
+from ..logs import log_time, redact
 
 LOGGER = "granian.access"
 # Paths known to hold nothing to redact (the busiest ones): written as they are.
@@ -69,8 +68,7 @@ class AccessLog:
         now = time.time()
         if self._json:
             line = json.dumps({
-                "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"),
+                "time": log_time(now),
                 "level": "INFO", "logger": LOGGER, "message": message,
                 "request_id": request_id, "process": os.getpid(),
                 "http": {"remote_addr": addr, "method": method, "path": path,
