@@ -140,33 +140,38 @@ def _insert_queued(session: Session) -> None:
 
 # Columns an event row carries at insert (event_row); the chain columns come with sealing.
 _COLUMNS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")
-MAX_ROWS_PER_INSERT = 500  # x 8 parameters: far below PostgreSQL's and SQLite's limits
+_LINKED = (*_COLUMNS, "seq", "prev_hash", "hash")  # an event sealed as it is inserted
+MAX_ROWS_PER_INSERT = 500  # x 11 parameters: far below PostgreSQL's and SQLite's limits
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(dialect: Dialect, rows: int) -> tuple[str, tuple]:
+def _insert_sql(dialect: Dialect, rows: int, columns: tuple = _COLUMNS) -> tuple[str, tuple]:
     """The multi-row INSERT for ``rows`` events in the dialect's parameter style, and each
     column's bind processor (UTC handling of UTCDateTime, SQLite's datetime text). Written
     out once per row count and dialect: compiling a multi-row Core insert per batch cost
     more than executing it (measured under load)."""
     quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    mark = _mark(dialect)
+    row = "(" + ", ".join([mark] * len(columns)) + ")"
     table = AuditEvent.__table__
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in _COLUMNS)}) "
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES {', '.join([row] * rows)}")
     return sql, tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                      for c in _COLUMNS)
+                      for c in columns)
 
 
-def _chunks(dialect: Dialect, events: list[dict]):
+def _mark(dialect: Dialect) -> str:
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def _chunks(dialect: Dialect, events: list[dict], columns: tuple = _COLUMNS):
     """(sql, parameters) of the INSERT statements for ``events``, MAX_ROWS_PER_INSERT each."""
     for start in range(0, len(events), MAX_ROWS_PER_INSERT):
         chunk = events[start:start + MAX_ROWS_PER_INSERT]
-        sql, processors = _insert_sql(dialect, len(chunk))
+        sql, processors = _insert_sql(dialect, len(chunk), columns)
         params = []
         for ev in chunk:
-            for name, process in zip(_COLUMNS, processors, strict=True):
+            for name, process in zip(columns, processors, strict=True):
                 params.append(process(ev[name]) if process else ev[name])
         yield sql, tuple(params)
 
@@ -183,32 +188,88 @@ def insert_events(conn: Connection, events: list[dict]) -> None:
 # 4 KiB on every execution: measured 2 ms of CPU for 64 events). The events travel as one
 # JSON parameter (Python's C encoder; array parameters were escaped element by element in
 # Python), typed by the table's own row type.
-_PG_APPEND = (
+#
+# The relay's batches (audit_relay.py) are sealed as they are inserted, in one statement: the
+# chain head moves from the head the relay last wrote (optimistic: it is the only writer of
+# these events) and the events are inserted only if it did. Another sealer moving the head
+# meanwhile makes it insert nothing (READ COMMITTED re-checks the WHERE after waiting for the
+# row), and the batch is done again under the head's lock (_append_locked).
+_PG_APPEND_SEALED = (
+    "WITH moved AS (UPDATE audit_chain SET seq = %s, last_hash = %s "
+    "WHERE id = 1 AND seq = %s AND last_hash = %s RETURNING 1) "
     "INSERT INTO audit_events (time, type, outcome, actor, client_id, ip, request_id, "
-    "details) SELECT time, type, outcome, actor, client_id, ip, request_id, details "
+    "details, seq, prev_hash, hash) SELECT time, type, outcome, actor, client_id, ip, "
+    "request_id, details, seq, prev_hash, hash "
+    "FROM json_populate_recordset(NULL::audit_events, %s::json) "
+    "WHERE EXISTS (SELECT FROM moved)")
+_PG_APPEND_LINKED = (
+    "INSERT INTO audit_events (time, type, outcome, actor, client_id, ip, request_id, "
+    "details, seq, prev_hash, hash) SELECT time, type, outcome, actor, client_id, ip, "
+    "request_id, details, seq, prev_hash, hash "
     "FROM json_populate_recordset(NULL::audit_events, %s::json)")
 
+Head = tuple[int, str]  # (sequence number, hash) of the chain's newest sealed event
 
-def append(driver, dialect: Dialect, events: list[dict]) -> None:
-    """Commit ``events`` (event_row dicts), unsealed, on a driver connection in autocommit
-    mode (db.driver_connection): the audit writer's batches. PostgreSQL: one statement, one
-    round trip, its own transaction; SQLite: one INSERT inside BEGIN IMMEDIATE … COMMIT.
-    Sealing them into the chain is ``seal``'s, a moment later: holding the chain head's
-    lock from the insert to its commit serialised the writers of all processes (measured:
-    a third fewer tokens per second, the machine idle while batches waited)."""
-    if dialect.name == "postgresql":
-        payload = [{**ev, "time": ev["time"].isoformat()} for ev in events]
-        driver.execute(_PG_APPEND, (json.dumps(payload, separators=(",", ":")),))
-        return
-    driver.execute("BEGIN IMMEDIATE")
+
+def append_sealed(driver, dialect: Dialect, events: list[dict], head: Head | None) -> Head:
+    """Commit ``events`` (event_row dicts) as the chain's next links, on a driver connection
+    in autocommit mode (db.driver_connection), and return the new head. ``head`` is the
+    head this caller wrote last (None: unknown). PostgreSQL: one statement when nobody else
+    sealed since (_PG_APPEND_SEALED), else under the head's lock; SQLite: under its write
+    lock. An event is written once, sealed: no second write by ``seal`` (measured: that
+    update was half of PostgreSQL's work per event)."""
+    if dialect.name == "postgresql" and head is not None:
+        linked, new_head = _link(events, head)
+        cursor = driver.execute(_PG_APPEND_SEALED,
+                                (*new_head, *head, _pg_json(linked)))
+        if cursor.rowcount == len(events):
+            return new_head
+    return _append_locked(driver, dialect, events)
+
+
+def _append_locked(driver, dialect: Dialect, events: list[dict]) -> Head:
+    """Lock the chain head (created at the first seal ever), link, insert, move the head."""
+    mark = _mark(dialect)
+    postgresql = dialect.name == "postgresql"
+    driver.execute("BEGIN" if postgresql else "BEGIN IMMEDIATE")
     try:
-        for sql, params in _chunks(dialect, events):
-            driver.execute(sql, params)
+        driver.execute(f"INSERT INTO audit_chain (id, seq, last_hash) VALUES (1, 0, {mark}) "
+                       "ON CONFLICT DO NOTHING", (GENESIS,))
+        lock = " FOR UPDATE" if postgresql else ""
+        head = tuple(driver.execute(
+            f"SELECT seq, last_hash FROM audit_chain WHERE id = 1{lock}").fetchone())
+        linked, new_head = _link(events, head)
+        if postgresql:
+            driver.execute(_PG_APPEND_LINKED, (_pg_json(linked),))
+        else:
+            for sql, params in _chunks(dialect, linked, _LINKED):
+                driver.execute(sql, params)
+        driver.execute(f"UPDATE audit_chain SET seq = {mark}, last_hash = {mark} WHERE id = 1",
+                       new_head)
         driver.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):
             driver.execute("ROLLBACK")
         raise
+    return new_head
+
+
+def _link(events: list[dict], head: Head) -> tuple[list[dict], Head]:
+    """The events with the chain columns that follow ``head``, and the head after them."""
+    seq, prev = head
+    linked = []
+    for ev in events:
+        seq += 1
+        digest = chain_hash(prev, canonical(ev, seq))
+        linked.append({**ev, "seq": seq, "prev_hash": prev, "hash": digest})
+        prev = digest
+    return linked, (seq, prev)
+
+
+def _pg_json(events: list[dict]) -> str:
+    """Events as the one JSON parameter of json_populate_recordset."""
+    return json.dumps([{**ev, "time": ev["time"].isoformat()} for ev in events],
+                      separators=(",", ":"))
 
 
 @event.listens_for(Session, "after_commit")

@@ -197,6 +197,12 @@ class Settings:
     db_max_overflow: int = _setting(
         5, "Extra PostgreSQL connections a worker may open under bursts, closed when idle."
     )
+    audit_relay_socket: str = _setting(
+        "",
+        "Internal: set by `authserver serve` (and deploy/gunicorn.conf.py) for its workers, "
+        "the Unix socket of the server's audit relay. Unset: each process runs its own relay "
+        "on a thread.",
+    )
 
     # -- derived -------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ class Services:
     signer: Signer
     audit_sealer: object  # audit.Sealer (typed loosely: audit imports models, not Flask)
     clients: ClientCache
-    audit_writer: AuditWriter  # group commit of events that accompany no other write
+    audit_writer: AuditWriter  # events that accompany no other write, via the audit relay
     extra: dict = field(default_factory=dict)  # per-feature objects (limiter, oauth server …)
 
     def tick(self) -> None:
@@ -38,8 +38,9 @@ class Services:
         self.clients.tick()
 
     def close(self) -> None:
-        """Let a running seal finish, then close the pool's connections (tests, shutdown).
-        The audit writer holds no connection once every request has its answer."""
+        """Stop this process's audit relay thread if it has one, let a running seal finish,
+        then close the pool's connections (tests, shutdown)."""
+        self.audit_writer.close()
         self.audit_sealer.wait()
         self.engine.dispose()
 

@@ -20,6 +20,9 @@ the request id (web/access_log.py).
 - Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (a fresh temporary
   directory per server, removed at exit, or the operator's, emptied at start: one directory
   per instance); a worker that exits is marked dead so its live gauges disappear.
+- Audit relay: one process per server (audit_relay.py) commits the client-credentials
+  issuances' audit events for all workers; started in ``on_starting`` before any worker,
+  stopped in ``on_exit`` after them (it answers until every worker has disconnected).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}
 TIMEOUT = 30  # a worker silent this long is killed and replaced
 GRACEFUL_TIMEOUT = 20  # SIGTERM: in-flight requests get this long to finish
 KEEPALIVE = 5  # idle keep-alive seconds; a proxy's upstream keepalive_timeout must be lower
+
+_relay = None  # the audit relay process of this server (on_starting … on_exit)
 
 
 def gunicorn_options(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
@@ -89,6 +94,17 @@ def on_starting(server) -> None:
     if "prometheus_client" in sys.modules and server is not None:
         server.log.warning("prometheus_client was imported before %s was set: /metrics "
                            "will show one worker's samples only", MULTIPROC_ENV)
+    _start_audit_relay()
+
+
+def _start_audit_relay() -> None:
+    """The audit relay process (audit_relay.py), before any worker: its socket's path reaches
+    the workers in AUTHSERVER_AUDIT_RELAY_SOCKET."""
+    global _relay
+    from .audit_relay import RelayProcess
+
+    if _relay is None:
+        _relay = RelayProcess()
 
 
 def child_exit(server, worker) -> None:
@@ -98,6 +114,12 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
+    """After the workers: the relay (it answers until they have all disconnected), then the
+    metrics directory serve made."""
+    global _relay
+    if _relay is not None:
+        _relay.stop()
+        _relay = None
     created = os.environ.get(_CREATED_DIR_ENV)
     if created and created == os.environ.get(MULTIPROC_ENV):
         shutil.rmtree(created, ignore_errors=True)

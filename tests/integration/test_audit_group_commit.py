@@ -42,16 +42,16 @@ def test_concurrent_issuances_share_commits(app, monkeypatch):
     headers = basic(meta["client_id"], secret)
     svc = app.extensions["authserver"]
     batches: list[list[str]] = []  # the request ids of each batch's events
-    append = audit.append
+    append = audit.append_sealed
 
-    def counting(driver, dialect, events):
-        append(driver, dialect, events)
+    def counting(driver, dialect, events, head):
         batches.append([e["request_id"] for e in events])
+        return append(driver, dialect, events, head)
 
     # The first authentication loads the client (Flask path, its event in that transaction,
     # sealed later); from then on every issuance's event goes through the writer.
     assert app.test_client().post("/oauth2/token", data=CC, headers=headers).status_code == 200
-    monkeypatch.setattr(audit, "append", counting)
+    monkeypatch.setattr(audit, "append_sealed", counting)
     tokens: list[str] = []
 
     def issue():
@@ -169,4 +169,5 @@ def test_an_unreachable_database_refuses_the_batch_at_once():
                 writer.write(audit.event_row("token.issued", actor="client:x"))
             assert time.monotonic() - started < min(5, WAIT_SECONDS)
     finally:
+        writer.close()
         engine.dispose()
