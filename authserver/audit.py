@@ -7,7 +7,8 @@ at all, and concurrent transactions do not queue behind each other.
 The hash chain is sealed a moment later (``seal``, at most every 0.1 s per process, off
 the request's thread, and by ``authserver audit verify``): under a lock on the chain head row,
 each committed, unsealed event gets the next sequence number and
-``hash = SHA-256(prev_hash ‖ canonical event)``.
+``hash = SHA-256(prev_hash ‖ canonical event)``. The audit relay's events (client-credentials
+issuances, audit_relay.py) are sealed as they are inserted instead (``append_sealed``).
 Editing or deleting a sealed event, or deleting the newest ones, is detected by ``verify``.
 The trade-off, measured: holding the head lock until each token's commit serialised every
 commit behind one fsync (about 100 tokens/s on PostgreSQL); sealing asynchronously leaves an
@@ -341,6 +342,11 @@ def seal(session: Session, batch: int = 5000) -> int:
     events, heads = AuditEvent.__table__, AuditChainHead.__table__
     with transaction(session):
         conn = session.connection()
+        # Nothing unsealed (the relay seals its own events): no lock taken, so the ticks of
+        # every worker do not queue the relay's head updates behind them.
+        if conn.execute(select(events.c.id).where(events.c.seq.is_(None)).limit(1)).first() \
+                is None:
+            return 0
         locked = select(heads).where(heads.c.id == 1).with_for_update()
         head = conn.execute(locked).first()
         if head is None:  # the first seal ever; two may race to create the head

@@ -49,7 +49,7 @@ from . import audit, db
 log = logging.getLogger("authserver.audit")
 
 COMMITTED, REFUSED = b"\x00", b"\x01"
-MAX_FRAME = 64 * 1024  # an event is a few hundred bytes; a larger frame closes the connection
+MAX_FRAME = 1024 * 1024  # events are a few hundred bytes; a larger frame closes the connection
 MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # one statement
 DRAIN_SECONDS = 30.0  # after SIGTERM, the longest the relay waits for workers to disconnect
 SOCKET_NAME = "audit.sock"
@@ -126,9 +126,13 @@ class Relay:
                     break
                 if not alive():
                     self.drain()
-                self._poll(timeout=1.0)
-                if self._batch:
-                    self._commit()
+                try:
+                    self._poll(timeout=1.0)
+                    if self._batch:
+                        self._commit()
+                except Exception as exc:  # noqa: BLE001 - a relay that stops refuses every token
+                    log.error("audit relay error (%s)", type(exc).__name__)
+                    time.sleep(0.1)
         finally:
             self._close()
 
@@ -175,7 +179,7 @@ class Relay:
             del buffer[:4 + size]
             try:
                 self._batch.append((conn, _event(payload)))
-            except ValueError:  # never written: the sender gets REFUSED
+            except (ValueError, RecursionError):  # never written: the sender gets REFUSED
                 log.warning("audit relay: malformed event refused")
                 _answer(conn, REFUSED)
 
