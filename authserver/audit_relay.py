@@ -19,9 +19,10 @@ event as JSON (``frame``); the answer is one byte, ``COMMITTED`` or ``REFUSED``.
 lives in a directory only the server's user can enter (``authserver serve`` creates it).
 
 ``authserver serve`` starts ``python -m authserver.audit_relay SOCKET`` (a supervisor that
-restarts the relay if it dies) before its workers and stops it after them; on SIGTERM the
-relay goes on answering until the workers have closed their connections (graceful
-shutdown: in-flight requests still get their events committed). Without a relay socket
+restarts the relay if it dies) before its workers and stops it after them by closing its
+stdin; the relay then answers until the workers' connections are closed and exits. It
+ignores SIGTERM and SIGINT (a signal to the whole process group must not take it away from
+workers still finishing their requests) and goes when the server goes, however it ends. Without a relay socket
 (tests, the CLI, a bare ``flask run``) each process runs the same relay on a thread
 (``audit_writer.AuditWriter``).
 """
@@ -32,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -82,7 +84,7 @@ def _event(payload: bytes) -> dict:
 class Relay:
     """The relay's loop on one thread: accept, read frames, commit what arrived, answer."""
 
-    def __init__(self, engine: Engine, path: str):
+    def __init__(self, engine: Engine, path: str, stop_when_closed=None):
         self._engine = engine
         self._dialect = engine.dialect
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -93,6 +95,8 @@ class Relay:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        if stop_when_closed is not None:  # the relay process's stdin: EOF means drain
+            self._selector.register(stop_when_closed, selectors.EVENT_READ, "parent")
         self._batch: list[tuple[socket.socket, dict]] = []
         self._head: audit.Head | None = None  # the chain head this relay wrote last
         self._clients = 0
@@ -107,7 +111,8 @@ class Relay:
         self._wake()
 
     def drain(self) -> None:
-        """Stop once every client has disconnected (SIGTERM), or after DRAIN_SECONDS."""
+        """Stop once every client has disconnected, or after DRAIN_SECONDS (the server has
+        stopped its workers, or died)."""
         if self._drain_until is None:
             self._drain_until = time.monotonic() + DRAIN_SECONDS
         self._wake()
@@ -118,14 +123,12 @@ class Relay:
 
     # -- the loop --
 
-    def serve(self, alive=lambda: True) -> None:
+    def serve(self) -> None:
         try:
             while not self._stop:
                 if self._drain_until is not None and (
                         self._clients == 0 or time.monotonic() > self._drain_until):
                     break
-                if not alive():
-                    self.drain()
                 try:
                     self._poll(timeout=1.0)
                     if self._batch:
@@ -143,6 +146,10 @@ class Relay:
             elif key.data == "wake":
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
+            elif key.data == "parent":
+                if not os.read(key.fd, 4096):
+                    self._selector.unregister(key.fileobj)
+                    self.drain()
             else:
                 self._read(key.fileobj, key.data)
 
@@ -263,6 +270,12 @@ class ThreadRelay:
 
 
 # -- the relay process of `authserver serve` ---------------------------------------------------
+#
+# Lifetime: each process holds the write end of a pipe on its child's stdin. The server
+# closes it in on_exit, after its workers are gone (or the kernel does, when the server dies):
+# the supervisor then closes its child's, and the relay drains and exits. Signals are ignored:
+# a SIGTERM or Ctrl-C sent to the whole process group must not take the relay away while the
+# workers are still finishing their requests (their events would be refused).
 
 class RelayProcess:
     """Started by ``authserver serve`` before its workers: a private directory, the socket's
@@ -273,31 +286,41 @@ class RelayProcess:
     def __init__(self, timeout: float = 30.0):
         self._dir = tempfile.mkdtemp(prefix="authserver-audit-")  # mode 0700
         self.path = os.path.join(self._dir, SOCKET_NAME)
-        self._process = subprocess.Popen([sys.executable, "-m", "authserver.audit_relay",
-                                          self.path])
+        self._process = _child([self.path])
         deadline = time.monotonic() + timeout
-        while not _accepts(self.path):
+        while not accepts(self.path):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
+                self.stop(timeout=5)
                 raise RuntimeError("the audit relay did not start (see its log above)")
             time.sleep(0.05)
         os.environ[self.ENV] = self.path
 
     def stop(self, timeout: float = DRAIN_SECONDS + 10) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        """After the workers: the relay answers what is left, then exits."""
+        _stop(self._process, timeout)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
         with contextlib.suppress(OSError):
             os.rmdir(self._dir)
 
 
-def _accepts(path: str) -> bool:
+def _child(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "authserver.audit_relay", *args],
+                            stdin=subprocess.PIPE)
+
+
+def _stop(process: subprocess.Popen, timeout: float) -> None:
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def accepts(path: str) -> bool:
+    """Whether a relay listens on ``path`` (start-up, the readiness check)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
             probe.connect(path)
@@ -306,54 +329,51 @@ def _accepts(path: str) -> bool:
         return True
 
 
-def _parent_alive(parent: int):
-    return lambda: os.getppid() == parent
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _stdin_closed(timeout: float) -> bool:
+    """Whether our parent has closed our stdin (or died), waiting up to ``timeout``."""
+    readable, _, _ = select.select([sys.stdin.buffer], [], [], timeout)
+    return bool(readable) and not os.read(sys.stdin.fileno(), 4096)
 
 
 def supervise(path: str) -> int:
-    """Run the relay in a child process and start it again if it dies; on SIGTERM/SIGINT
-    pass the signal on, let it drain, and exit."""
-    stopping = False
-    child: subprocess.Popen | None = None
-    alive = _parent_alive(os.getppid())
-
-    def on_signal(_signum, _frame):
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.terminate()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stopping:
-        child = subprocess.Popen([sys.executable, "-m", "authserver.audit_relay", "--serve",
-                                  path])
-        while child.poll() is None:
-            if not alive() and not stopping:  # the server died without stopping us
-                on_signal(None, None)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=1)
-        if not stopping:
-            log.error("audit relay exited (status %s); starting it again", child.returncode)
-            time.sleep(0.5)
-    return 0
-
-
-def serve(path: str) -> int:
-    """The relay process: its own engine (one connection), logging as the server's."""
+    """Run the relay in a child process and start it again if it dies, until stdin closes."""
     from . import logs
     from .config import Settings
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
+    _ignore_signals()
+    while True:
+        child = _child(["--serve", path])
+        while child.poll() is None:
+            if _stdin_closed(timeout=1.0):
+                _stop(child, DRAIN_SECONDS + 5)
+                return 0
+        log.error("audit relay exited (status %s); starting it again", child.returncode)
+        time.sleep(0.5)
+
+
+def serve(path: str) -> int:
+    """The relay process: its own engine (one connection), logging as the server's; drains
+    and exits once stdin closes."""
+    from . import logs
+    from .config import Settings
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    _ignore_signals()
     engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=1)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a previous relay's socket
-    relay = Relay(engine, path)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _s, _f: relay.drain())
+    relay = Relay(engine, path, stop_when_closed=sys.stdin.buffer)
     try:
-        relay.serve(alive=_parent_alive(os.getppid()))
+        relay.serve()
     finally:
         engine.dispose()
     return 0

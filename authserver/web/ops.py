@@ -39,6 +39,13 @@ def readyz():
     except Exception as exc:
         log.warning("readiness: keys not loaded (%s)", type(exc).__name__)
         checks["keys"] = "missing"
+    if svc.settings.audit_relay_socket:  # under `authserver serve`: tokens need the relay
+        from ..audit_relay import accepts
+
+        checks["audit_relay"] = "ok" if accepts(svc.settings.audit_relay_socket) else \
+            "unreachable"
+        if checks["audit_relay"] != "ok":
+            log.warning("readiness: audit relay unreachable")
     ready = all(v == "ok" for v in checks.values())
     response = jsonify(status="ready" if ready else "unavailable", checks=checks)
     response.status_code = 200 if ready else 503

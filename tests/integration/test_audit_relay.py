@@ -177,7 +177,8 @@ class _FakeRelay:
                     conn.sendall(answer)
 
     def close(self) -> None:
-        self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
         for conn in self._conns:
             with contextlib.suppress(OSError):
@@ -332,18 +333,19 @@ def test_append_sealed_with_a_stale_head_falls_back_to_the_lock(app, engine):
         current = audit.append_sealed(driver, dialect, [_event(3)], first)  # fresh: moves on
         assert current[0] == 3
         # Another sealer moves the head: our copy, ``current``, is stale.
-        other = audit.append_sealed(driver, dialect, [_event(4)], None)
-        stale_heads = [
-            current,                      # an older head of this chain
-            (0, audit.GENESIS),           # the empty chain's
-            (other[0], "f" * 64),         # the right seq with another hash
-            (other[0] + 5, other[1]),     # a head from the future
+        head = audit.append_sealed(driver, dialect, [_event(4)], None)
+        stale_heads = [  # each made from the chain's real head at the time
+            lambda real: current,                    # an older head of this chain
+            lambda real: (0, audit.GENESIS),         # the empty chain's
+            lambda real: (real[0], "f" * 64),        # the right seq with another hash
+            lambda real: (real[0] + 5, real[1]),     # a head from the future
         ]
         n = 5
         for stale in stale_heads:
-            head = audit.append_sealed(driver, dialect, [_event(n), _event(n + 1)], stale)
+            given = stale(head)
+            head = audit.append_sealed(driver, dialect, [_event(n), _event(n + 1)], given)
             n += 2
-            assert head[0] == n - 1, (stale, head)
+            assert head[0] == n - 1, (given, head)
     newest = max(_assert_chain(app, n - 1), key=lambda r: r.seq)
     with app.extensions["authserver"].session_factory() as session:
         chain = session.get(AuditChainHead, 1)

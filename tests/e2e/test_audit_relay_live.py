@@ -1,0 +1,315 @@
+"""The audit relay process of `authserver serve` (audit_relay.RelayProcess), end to end.
+
+Covered:
+- the relay (supervisor and its ``--serve`` child) is a child of the server, its socket in a
+  directory of mode 0700 owned by the server's user;
+- the ``--serve`` process SIGKILLed under load (gunicorn and granian): token requests fail
+  only briefly (503, never 500) and succeed again within a few seconds, every 200's token has
+  its ``token.issued`` event in the database, ``authserver audit verify`` exits 0;
+- SIGTERM to the server under load: in-flight requests are answered 200 and every 200's
+  event is durable, the server exits 0, the relay processes and their directory are gone;
+- SIGTERM to the server and its relay at once (a service manager stopping the whole group):
+  a request in flight is still answered 200, its event committed (the relay drains);
+- the server SIGKILLed: the relay processes notice (their stdin pipe closes) and exit on
+  their own within a few seconds;
+- no relay at all (supervisor and relay SIGKILLed): /readyz answers 503 naming the relay,
+  so a balancer takes the instance out, and tokens are refused with 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import threading
+import time
+
+import jwt
+import pytest
+import requests
+from sqlalchemy import select
+
+from authserver import db, endpoints
+from authserver.models import AuditEvent
+from tests.support import cli
+
+CC = {"grant_type": "client_credentials"}
+# The load below is one client issuing as fast as it can: no 429 in its way.
+pytestmark = pytest.mark.settings(ratelimit_token="1000000/minute")
+
+
+# -- processes (from /proc: only the server's own tree, never another test's relay) -----------
+
+def _ppid_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[0]
+
+
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := _ppid_and_state(int(entry))) and info[1] != "Z":
+            parents[int(entry)] = info[0]
+    found, frontier = [], [root]
+    while frontier:
+        kids = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = [e.decode().split("=", 1) for e in f.read().split(b"\0") if b"=" in e]
+    return dict(pairs)
+
+
+def _relay(server) -> tuple[int, int | None]:
+    """(supervisor, its ``--serve`` child or None while it restarts) of this server."""
+    supervisor = serving = None
+    for pid in _descendants(server.process.pid):
+        args = _cmdline(pid)
+        if "authserver.audit_relay" in args:
+            if "--serve" in args:
+                serving = pid
+            else:
+                supervisor = pid
+    assert supervisor is not None, "no audit relay under the server"
+    return supervisor, serving
+
+
+def _gone(pid: int) -> bool:
+    info = _ppid_and_state(pid)
+    return info is None or info[1] == "Z"
+
+
+def _wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+def _client(settings) -> tuple[str, str]:
+    out = cli.run(settings, "clients", "create", "--name", "relay", "--grant",
+                  "client_credentials", "--scope", "read", "--default-scope", "read", "--json")
+    body = json.loads(out.stdout)
+    return body["client_id"], body["client_secret"]
+
+
+class _Load:
+    """Threads issuing tokens until stopped (or the server stops taking connections); each
+    result is (started, status, jti of a 200)."""
+
+    def __init__(self, server, client: tuple[str, str], threads: int = 6):
+        self.results: list[tuple[float, int, str | None]] = []
+        self.errors: list[str] = []  # connection-level failures
+        self._stop = threading.Event()
+        self._args = (server.url + endpoints.TOKEN, client)
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        url, auth = self._args
+        with requests.Session() as http:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    r = http.post(url, data=CC, auth=auth, timeout=30)
+                except requests.RequestException as exc:
+                    self.errors.append(type(exc).__name__)
+                    return  # the server is going away
+                jti = None
+                if r.status_code == 200:
+                    jti = jwt.decode(r.json()["access_token"],
+                                     options={"verify_signature": False})["jti"]
+                self.results.append((started, r.status_code, jti))
+
+    def successes(self, since: float = 0.0) -> int:
+        return sum(1 for t, s, _ in list(self.results) if s == 200 and t >= since)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=40)
+
+    @property
+    def jtis(self) -> set[str]:
+        return {jti for _, _, jti in self.results if jti}
+
+
+def _issued_jtis(settings) -> set[str]:
+    engine = db.make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(AuditEvent.details)
+                                .where(AuditEvent.type == "token.issued")).scalars()
+            return {json.loads(d)["jti"] for d in rows}
+    finally:
+        engine.dispose()
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["gunicorn", "granian"])
+def test_a_killed_relay_is_restarted_and_no_issued_token_lacks_its_event(
+        live_server, settings, kind):
+    server = live_server(server=kind, workers=2, threads=4)
+    client = _client(settings)
+    supervisor, old = _relay(server)
+    assert old is not None
+    load = _Load(server, client)
+    try:
+        assert _wait_for(lambda: load.successes() >= 10, timeout=10)
+        killed_at = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        # The supervisor starts a new --serve process (the same socket path); tokens come
+        # back: a run of successes by requests that started after the kill.
+        assert _wait_for(lambda: _relay(server)[1] not in (None, old), timeout=5)
+        recovered = _wait_for(lambda: load.successes(since=killed_at) >= 20
+                              and all(s == 200 for _, s, _ in load.results[-10:]), timeout=8)
+    finally:
+        load.stop()
+    assert recovered, [(round(t - killed_at, 2), s) for t, s, _ in load.results[-20:]]
+    assert load.errors == []
+    assert _relay(server)[0] == supervisor  # the same supervisor, a new child
+    # Failures: some (the workers depend on this relay process, none has one of its own),
+    # all 503 (the audit log unavailable), never 500, and only around the kill (in flight
+    # when it happened, or sent before the new relay listened).
+    failed = [(round(t - killed_at, 2), s) for t, s, _ in load.results if s != 200]
+    assert failed and all(s == 503 and -1 < t < 5 for t, s in failed), failed
+    assert load.jtis <= _issued_jtis(settings)
+    assert "audit log intact" in cli.run(settings, "audit", "verify").stdout
+
+
+def test_sigterm_under_load_loses_no_issued_token_event(live_server, settings):
+    server = live_server(workers=2, threads=4)
+    client = _client(settings)
+    supervisor, serving = _relay(server)
+    socket_dir = os.path.dirname(_cmdline(serving)[-1])
+    load = _Load(server, client, threads=8)
+    try:
+        assert _wait_for(lambda: load.successes() >= 30, timeout=10)
+        server.process.send_signal(signal.SIGTERM)  # requests are in flight
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        load.stop()
+    # Requests in flight at SIGTERM were answered 200, not 503: the relay is stopped only
+    # after the workers (on_exit).
+    assert [s for _, s, _ in load.results if s != 200] == []
+    assert load.errors  # the load ended because the server stopped taking requests
+    assert load.jtis <= _issued_jtis(settings)  # durability: every 200 has its event
+    assert _gone(supervisor) and _gone(serving)
+    assert not os.path.exists(socket_dir)  # removed at exit
+
+
+def test_a_request_in_flight_when_server_and_relay_get_sigterm_together_is_answered(
+        live_server, settings):
+    """A service manager stopping the whole process group signals the relay along with the
+    server: the relay must drain, answering until the workers have finished. Here the
+    worker has not connected to the relay yet: its one issuance so far loaded the client
+    (the Flask path, whose event commits with that request's transaction); the next one,
+    in flight, finds the client cached and needs the relay."""
+    # The client exists before the server starts: no change of clients empties the worker's
+    # cache between the warm-up and the request in flight.
+    client_id, secret = _client(settings)
+    server = live_server(workers=1, threads=2)
+    assert server.post(endpoints.TOKEN, data=CC, auth=(client_id, secret)).status_code == 200
+    supervisor, serving = _relay(server)
+    body = b"grant_type=client_credentials"
+    auth = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    head = (f"POST {endpoints.TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Basic {auth}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(head + body[:10])  # in flight: its body is still coming
+        time.sleep(0.5)  # the worker has taken the connection
+        for pid in (server.process.pid, supervisor, serving):
+            os.kill(pid, signal.SIGTERM)
+        _wait_for(lambda: _gone(serving), timeout=1.5)  # a relay that does not drain is gone
+        sock.sendall(body[10:])
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", response[:400]
+    token = json.loads(rest.split(b"\r\n\r\n", 1)[1])["access_token"]
+    assert jwt.decode(token, options={"verify_signature": False})["jti"] in _issued_jtis(settings)
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_the_relay_is_private_to_the_server_and_dies_with_it(live_server, settings):
+    server = live_server(workers=2, threads=2)
+    supervisor, serving = _relay(server)
+    assert _ppid_and_state(supervisor)[0] == server.process.pid
+    assert _ppid_and_state(serving)[0] == supervisor
+    path = _cmdline(serving)[-1]
+    socket_dir = os.path.dirname(path)
+    # The socket in a directory only the server's user can enter (created by
+    # RelayProcess; the workers' use of it shows in the kill test above: 503s).
+    info = os.stat(socket_dir)
+    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert _cmdline(supervisor)[-1] == path  # a restarted child binds the same path
+    metrics_dir = _environ(serving).get("PROMETHEUS_MULTIPROC_DIR")
+    client = _client(settings)
+    assert server.post(endpoints.TOKEN, data=CC, auth=client).status_code == 200
+
+    # The server dies without stopping its relay: the relay notices and exits by itself.
+    tree = {pid: _cmdline(pid) for pid in _descendants(server.process.pid)}
+    server.process.kill()
+    server.process.wait()
+    try:
+        assert _wait_for(lambda: _gone(supervisor) and _gone(serving), timeout=6), \
+            [(p, args) for p, args in tree.items() if not _gone(p)]
+    finally:
+        for pid, args in tree.items():  # whatever is left of this server's processes
+            if not _gone(pid) and _cmdline(pid) == args:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(socket_dir, ignore_errors=True)  # on_exit never ran
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def test_readiness_names_a_missing_relay(live_server, settings):
+    server = live_server(workers=1, threads=2)
+    client = _client(settings)
+    ready = server.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["audit_relay"] == "ok"
+    supervisor, serving = _relay(server)
+    for pid in (supervisor, serving):  # nothing left to restart it
+        os.kill(pid, signal.SIGKILL)
+    assert _wait_for(lambda: _gone(serving), timeout=5)
+    ready = server.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": "ok", "keys": "ok",
+                                      "audit_relay": "unreachable"}
+    # The first issuance loads the client through Flask (its event commits with that
+    # request); the next ones need the relay and are refused.
+    statuses = [server.post(endpoints.TOKEN, data=CC, auth=client).status_code
+                for _ in range(3)]
+    assert statuses[1:] == [503, 503], statuses
