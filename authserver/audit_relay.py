@@ -22,9 +22,9 @@ lives in a directory only the server's user can enter (``authserver serve`` crea
 restarts the relay if it dies) before its workers and stops it after them by closing its
 stdin; the relay then answers until the workers' connections are closed and exits. It
 ignores SIGTERM and SIGINT (a signal to the whole process group must not take it away from
-workers still finishing their requests) and goes when the server goes, however it ends. Without a relay socket
-(tests, the CLI, a bare ``flask run``) each process runs the same relay on a thread
-(``audit_writer.AuditWriter``).
+workers still finishing their requests) and goes when the server goes, however it ends.
+Without a relay socket (tests, the CLI, a bare ``flask run``) each process runs the same
+relay on a thread (``audit_writer.AuditWriter``).
 """
 
 from __future__ import annotations
