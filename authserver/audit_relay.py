@@ -53,7 +53,7 @@ log = logging.getLogger("authserver.audit")
 COMMITTED, REFUSED = b"\x00", b"\x01"
 MAX_FRAME = 1024 * 1024  # events are a few hundred bytes; a larger frame closes the connection
 MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # one statement
-DRAIN_SECONDS = 30.0  # after SIGTERM, the longest the relay waits for workers to disconnect
+DRAIN_SECONDS = 30.0  # once told to stop, the longest the relay waits for workers to go
 SOCKET_NAME = "audit.sock"
 _FIELDS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")
 
@@ -103,7 +103,7 @@ class Relay:
         self._stop = False
         self._drain_until: float | None = None
 
-    # -- control (any thread, or a signal handler) --
+    # -- control (from any thread) --
 
     def stop(self) -> None:
         """Stop now (in-process relays, when their app closes)."""
@@ -253,7 +253,7 @@ class ThreadRelay:
     """The relay on a daemon thread, its socket in a private temporary directory."""
 
     def __init__(self, engine: Engine):
-        self._dir = tempfile.mkdtemp(prefix="authserver-audit-")
+        self._dir = private_dir()
         self.path = os.path.join(self._dir, SOCKET_NAME)
         self._relay = Relay(engine, self.path)
         self._thread = threading.Thread(target=self._relay.serve, name="audit-relay",
@@ -284,7 +284,7 @@ class RelayProcess:
     ENV = "AUTHSERVER_AUDIT_RELAY_SOCKET"
 
     def __init__(self, timeout: float = 30.0):
-        self._dir = tempfile.mkdtemp(prefix="authserver-audit-")  # mode 0700
+        self._dir = private_dir()
         self.path = os.path.join(self._dir, SOCKET_NAME)
         self._process = _child([self.path])
         deadline = time.monotonic() + timeout
@@ -302,6 +302,16 @@ class RelayProcess:
             os.unlink(self.path)
         with contextlib.suppress(OSError):
             os.rmdir(self._dir)
+
+
+def private_dir() -> str:
+    """A new directory only this user can enter (mode 0700), short enough for a socket path
+    (AF_UNIX paths are limited to 107 bytes; a long TMPDIR falls back to /tmp)."""
+    path = tempfile.mkdtemp(prefix="authserver-audit-")
+    if len(os.path.join(path, SOCKET_NAME)) > 100:
+        os.rmdir(path)
+        path = tempfile.mkdtemp(prefix="authserver-audit-", dir="/tmp")
+    return path
 
 
 def _child(args: list[str]) -> subprocess.Popen:
