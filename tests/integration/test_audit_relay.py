@@ -515,3 +515,21 @@ def test_a_refused_insert_refuses_the_whole_batch_and_later_batches_commit(
         assert _send(conn, _event(6), _event(7)) == COMMITTED * 2
         assert _send(conn, _event(8)) == COMMITTED
     _assert_chain(app, 4)  # no sequence number was spent on the refused batches
+
+
+def test_a_sealing_backlog_holds_the_head_lock_one_small_batch_at_a_time(app, relay):
+    """A backlog of transactional events is sealed Sealer.BATCH per tick, so the relay's
+    commits (which need the chain head's row) wait for one small seal, not the backlog."""
+    svc = app.extensions["authserver"]
+    backlog = audit.Sealer.BATCH * 2 + 17
+    with svc.session_factory() as session, session.begin():
+        for n in range(backlog):
+            audit.record(session, "token.issued", actor="client:relay-test", details={"n": n})
+    sealer = audit.Sealer(svc.session_factory)
+    assert sealer.seal_now() == audit.Sealer.BATCH  # one tick: one bounded seal
+    with _connect(relay.path) as conn:  # the relay commits between the ticks
+        assert _send(conn, _event(1)) == COMMITTED
+    assert sealer.seal_now() == audit.Sealer.BATCH
+    assert sealer.seal_now() == 17
+    assert sealer.seal_now() == 0
+    _assert_chain(app, backlog + 1)
