@@ -84,12 +84,11 @@ def _event(payload: bytes) -> dict:
 class Relay:
     """The relay's loop on one thread: accept, read frames, commit what arrived, answer."""
 
-    def __init__(self, engine: Engine, path: str, stop_when_closed=None):
+    def __init__(self, engine: Engine, listener: str | socket.socket, stop_when_closed=None):
+        """``listener``: a path to listen on, or a listening socket (the supervisor's)."""
         self._engine = engine
         self._dialect = engine.dialect
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
-        self._listener.listen(256)
+        self._listener = listen(listener) if isinstance(listener, str) else listener
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
@@ -314,9 +313,16 @@ def private_dir() -> str:
     return path
 
 
-def _child(args: list[str]) -> subprocess.Popen:
+def listen(path: str) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(256)  # far more than workers x threads: none is refused while we restart
+    return listener
+
+
+def _child(args: list[str], pass_fds=()) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "authserver.audit_relay", *args],
-                            stdin=subprocess.PIPE)
+                            stdin=subprocess.PIPE, pass_fds=pass_fds)
 
 
 def _stop(process: subprocess.Popen, timeout: float) -> None:
@@ -352,15 +358,22 @@ def _stdin_closed(timeout: float) -> bool:
 
 
 def supervise(path: str) -> int:
-    """Run the relay in a child process and start it again if it dies, until stdin closes."""
+    """Run the relay in a child process and start it again if it dies, until stdin closes.
+    The listening socket is the supervisor's, handed to each child: while a new relay
+    starts, workers' connections wait in its backlog instead of being refused, so a relay
+    that dies fails only the requests whose events it had taken (tested)."""
     from . import logs
     from .config import Settings
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     _ignore_signals()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a previous server's socket
+    listener = listen(path)
+    fd = listener.fileno()
     while True:
-        child = _child(["--serve", path])
+        child = _child(["--serve", str(fd), path], pass_fds=(fd,))
         while child.poll() is None:
             if _stdin_closed(timeout=1.0):
                 _stop(child, DRAIN_SECONDS + 5)
@@ -369,9 +382,9 @@ def supervise(path: str) -> int:
         time.sleep(0.5)
 
 
-def serve(path: str) -> int:
-    """The relay process: its own engine (one connection), logging as the server's; drains
-    and exits once stdin closes."""
+def serve(fd: int) -> int:
+    """The relay process on the supervisor's listening socket ``fd``: its own engine (one
+    connection), logging as the server's; drains and exits once stdin closes."""
     from . import logs
     from .config import Settings
 
@@ -379,9 +392,7 @@ def serve(path: str) -> int:
     logs.configure(settings.log_level, settings.log_format)
     _ignore_signals()
     engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=1)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a previous relay's socket
-    relay = Relay(engine, path, stop_when_closed=sys.stdin.buffer)
+    relay = Relay(engine, socket.socket(fileno=fd), stop_when_closed=sys.stdin.buffer)
     try:
         relay.serve()
     finally:
@@ -390,11 +401,11 @@ def serve(path: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "--serve":
-        return serve(argv[1])
+    if len(argv) == 3 and argv[0] == "--serve" and argv[1].isdigit():
+        return serve(int(argv[1]))  # argv[2], the path, names the socket in ps
     if len(argv) == 1:
         return supervise(argv[0])
-    print("usage: python -m authserver.audit_relay [--serve] SOCKET", file=sys.stderr)
+    print("usage: python -m authserver.audit_relay SOCKET", file=sys.stderr)
     return 2
 
 

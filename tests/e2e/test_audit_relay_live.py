@@ -3,9 +3,10 @@
 Covered:
 - the relay (supervisor and its ``--serve`` child) is a child of the server, its socket in a
   directory of mode 0700 owned by the server's user;
-- the ``--serve`` process SIGKILLed under load (gunicorn and granian): token requests fail
-  only briefly (503, never 500) and succeed again within a few seconds, every 200's token has
-  its ``token.issued`` event in the database, ``authserver audit verify`` exits 0;
+- the ``--serve`` process SIGKILLed under load (gunicorn and granian): only the requests in
+  flight at the kill fail (503, never 500), later ones wait for the new relay and succeed,
+  every 200's token has its ``token.issued`` event in the database, ``authserver audit
+  verify`` exits 0;
 - SIGTERM to the server under load: in-flight requests are answered 200 and every 200's
   event is durable, the server exits 0, the relay processes and their directory are gone;
 - SIGTERM to the server and its relay at once (a service manager stopping the whole group):
@@ -195,11 +196,12 @@ def test_a_killed_relay_is_restarted_and_no_issued_token_lacks_its_event(
     assert recovered, [(round(t - killed_at, 2), s) for t, s, _ in load.results[-20:]]
     assert load.errors == []
     assert _relay(server)[0] == supervisor  # the same supervisor, a new child
-    # Failures: some (the workers depend on this relay process, none has one of its own),
-    # all 503 (the audit log unavailable), never 500, and only around the kill (in flight
-    # when it happened, or sent before the new relay listened).
+    # Failures: only requests whose events the killed relay had taken (in flight at the
+    # kill), all 503 (the audit log unavailable), never 500; requests sent while the new
+    # relay started waited in the supervisor's listening socket and got their tokens.
     failed = [(round(t - killed_at, 2), s) for t, s, _ in load.results if s != 200]
-    assert failed and all(s == 503 and -1 < t < 5 for t, s in failed), failed
+    assert all(s == 503 and -1 < t < 0.5 for t, s in failed), failed
+    assert len(failed) <= 2 * 4  # at most one per worker thread
     assert load.jtis <= _issued_jtis(settings)
     assert "audit log intact" in cli.run(settings, "audit", "verify").stdout
 
