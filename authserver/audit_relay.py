@@ -181,6 +181,10 @@ class Relay:
                 return
             if len(buffer) < 4 + size:
                 return
+            if size == 0:  # a ping (readiness): the loop runs and reads
+                del buffer[:4]
+                _answer(conn, COMMITTED)
+                continue
             payload = bytes(buffer[4:4 + size])
             del buffer[:4 + size]
             try:
@@ -287,7 +291,7 @@ class RelayProcess:
         self.path = os.path.join(self._dir, SOCKET_NAME)
         self._process = _child([self.path])
         deadline = time.monotonic() + timeout
-        while not accepts(self.path):
+        while not answers(self.path, timeout=1.0):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop(timeout=5)
                 raise RuntimeError("the audit relay did not start (see its log above)")
@@ -335,14 +339,20 @@ def _stop(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
-def accepts(path: str) -> bool:
-    """Whether a relay listens on ``path`` (start-up, the readiness check)."""
+PING = (0).to_bytes(4, "big")  # an empty frame: answered COMMITTED at once, writes nothing
+
+
+def answers(path: str, timeout: float = 2.0) -> bool:
+    """Whether a relay on ``path`` answers a ping within ``timeout`` (start-up, the readiness
+    check): the supervisor's socket accepts connections even while no relay serves it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
         try:
             probe.connect(path)
+            probe.sendall(PING)
+            return probe.recv(1) == COMMITTED
         except OSError:
             return False
-        return True
 
 
 

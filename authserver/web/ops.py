@@ -40,9 +40,9 @@ def readyz():
         log.warning("readiness: keys not loaded (%s)", type(exc).__name__)
         checks["keys"] = "missing"
     if svc.settings.audit_relay_socket:  # under `authserver serve`: tokens need the relay
-        from ..audit_relay import accepts
+        from ..audit_relay import answers
 
-        checks["audit_relay"] = "ok" if accepts(svc.settings.audit_relay_socket) else \
+        checks["audit_relay"] = "ok" if answers(svc.settings.audit_relay_socket) else \
             "unreachable"
         if checks["audit_relay"] != "ok":
             log.warning("readiness: audit relay unreachable")

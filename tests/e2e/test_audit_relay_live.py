@@ -315,3 +315,18 @@ def test_readiness_names_a_missing_relay(live_server, settings):
     statuses = [server.post(endpoints.TOKEN, data=CC, auth=client).status_code
                 for _ in range(3)]
     assert statuses[1:] == [503, 503], statuses
+
+
+def test_readiness_names_a_relay_that_does_not_answer(live_server, settings):
+    """A stopped (hung) relay: its socket still accepts (the supervisor holds it), but the
+    readiness ping gets no answer, so /readyz is 503 until the relay answers again."""
+    server = live_server(workers=1, threads=2)
+    _, serving = _relay(server)
+    os.kill(serving, signal.SIGSTOP)
+    try:
+        ready = server.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["audit_relay"] == "unreachable"
+    finally:
+        os.kill(serving, signal.SIGCONT)
+    assert _wait_for(lambda: server.get("/readyz").status_code == 200, timeout=10)

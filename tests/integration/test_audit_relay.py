@@ -533,3 +533,27 @@ def test_a_sealing_backlog_holds_the_head_lock_one_small_batch_at_a_time(app, re
     assert sealer.seal_now() == 17
     assert sealer.seal_now() == 0
     _assert_chain(app, backlog + 1)
+
+
+def test_a_ping_is_answered_and_writes_nothing(app, relay):
+    """The readiness check's empty frame: COMMITTED at once, no row, and the connection
+    goes on carrying events."""
+    before = _count(app)
+    with _connect(relay.path) as conn:
+        conn.sendall(audit_relay.PING)
+        assert _recv_exactly(conn, 1) == COMMITTED
+        assert _count(app) == before
+        assert _send(conn, _event(1)) == COMMITTED
+    assert _count(app) == before + 1
+    assert audit_relay.answers(relay.path)
+
+
+def test_a_socket_nobody_serves_does_not_answer(socket_dir):
+    """A listening socket whose relay is gone (the supervisor keeps it while it restarts
+    one) accepts connections but is not ready."""
+    path = os.path.join(socket_dir, "audit.sock")
+    with audit_relay.listen(path):
+        started = time.monotonic()
+        assert not audit_relay.answers(path, timeout=0.3)
+        assert time.monotonic() - started < 2
+    assert not audit_relay.answers(path)  # nothing listens at all
