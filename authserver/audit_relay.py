@@ -355,7 +355,6 @@ def answers(path: str, timeout: float = 2.0) -> bool:
             return False
 
 
-
 def _ignore_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
