@@ -256,8 +256,7 @@ class ThreadRelay:
     """The relay on a daemon thread, its socket in a private temporary directory."""
 
     def __init__(self, engine: Engine):
-        self._dir = private_dir()
-        self.path = os.path.join(self._dir, SOCKET_NAME)
+        self.path = os.path.join(private_dir(), SOCKET_NAME)
         self._relay = Relay(engine, self.path)
         self._thread = threading.Thread(target=self._relay.serve, name="audit-relay",
                                         daemon=True)
@@ -266,10 +265,7 @@ class ThreadRelay:
     def close(self) -> None:
         self._relay.stop()
         self._thread.join(timeout=30)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+        _remove(self.path)
 
 
 # -- the relay process of `authserver serve` ---------------------------------------------------
@@ -287,8 +283,7 @@ class RelayProcess:
     ENV = "AUTHSERVER_AUDIT_RELAY_SOCKET"
 
     def __init__(self, timeout: float = 30.0):
-        self._dir = private_dir()
-        self.path = os.path.join(self._dir, SOCKET_NAME)
+        self.path = os.path.join(private_dir(), SOCKET_NAME)
         self._process = _child([self.path])
         deadline = time.monotonic() + timeout
         while not answers(self.path, timeout=1.0):
@@ -301,10 +296,7 @@ class RelayProcess:
     def stop(self, timeout: float = DRAIN_SECONDS + 10) -> None:
         """After the workers: the relay answers what is left, then exits."""
         _stop(self._process, timeout)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+        _remove(self.path)
 
 
 def private_dir() -> str:
@@ -315,6 +307,14 @@ def private_dir() -> str:
         os.rmdir(path)
         path = tempfile.mkdtemp(prefix="authserver-audit-", dir="/tmp")
     return path
+
+
+def _remove(path: str) -> None:
+    """The socket and its private directory (private_dir), whatever is left of them."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
 
 
 def listen(path: str) -> socket.socket:
@@ -355,9 +355,16 @@ def answers(path: str, timeout: float = 2.0) -> bool:
             return False
 
 
-def _ignore_signals() -> None:
+def _process_settings():
+    """Settings and logging as the server's; SIGTERM and SIGINT ignored (the pipe decides)."""
+    from . import logs
+    from .config import Settings
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    return settings
 
 
 def _stdin_closed(timeout: float) -> bool:
@@ -371,12 +378,7 @@ def supervise(path: str) -> int:
     The listening socket is the supervisor's, handed to each child: while a new relay
     starts, workers' connections wait in its backlog instead of being refused, so a relay
     that dies fails only the requests whose events it had taken (tested)."""
-    from . import logs
-    from .config import Settings
-
-    settings = Settings.from_env()
-    logs.configure(settings.log_level, settings.log_format)
-    _ignore_signals()
+    _process_settings()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a previous server's socket
     listener = listen(path)
@@ -394,12 +396,7 @@ def supervise(path: str) -> int:
 def serve(fd: int) -> int:
     """The relay process on the supervisor's listening socket ``fd``: its own engine (one
     connection), logging as the server's; drains and exits once stdin closes."""
-    from . import logs
-    from .config import Settings
-
-    settings = Settings.from_env()
-    logs.configure(settings.log_level, settings.log_format)
-    _ignore_signals()
+    settings = _process_settings()
     engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=1)
     relay = Relay(engine, socket.socket(fileno=fd), stop_when_closed=sys.stdin.buffer)
     try:

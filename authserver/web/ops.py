@@ -42,9 +42,9 @@ def readyz():
     if svc.settings.audit_relay_socket:  # under `authserver serve`: tokens need the relay
         from ..audit_relay import answers
 
-        checks["audit_relay"] = "ok" if answers(svc.settings.audit_relay_socket) else \
-            "unreachable"
-        if checks["audit_relay"] != "ok":
+        relay_ok = answers(svc.settings.audit_relay_socket)
+        checks["audit_relay"] = "ok" if relay_ok else "unreachable"
+        if not relay_ok:
             log.warning("readiness: audit relay unreachable")
     ready = all(v == "ok" for v in checks.values())
     response = jsonify(status="ready" if ready else "unavailable", checks=checks)

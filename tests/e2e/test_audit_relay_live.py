@@ -38,6 +38,7 @@ from sqlalchemy import select
 from authserver import db, endpoints
 from authserver.models import AuditEvent
 from tests.support import cli
+from tests.support.polling import wait_for
 
 CC = {"grant_type": "client_credentials"}
 # The load below is one client issuing as fast as it can: no 429 in its way.
@@ -101,22 +102,10 @@ def _gone(pid: int) -> bool:
     return info is None or info[1] == "Z"
 
 
-def _wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 # -- tokens ------------------------------------------------------------------------------------
 
-def _client(settings) -> tuple[str, str]:
-    out = cli.run(settings, "clients", "create", "--name", "relay", "--grant",
-                  "client_credentials", "--scope", "read", "--default-scope", "read", "--json")
-    body = json.loads(out.stdout)
-    return body["client_id"], body["client_secret"]
 
 
 class _Load:
@@ -178,18 +167,18 @@ def _issued_jtis(settings) -> set[str]:
 def test_a_killed_relay_is_restarted_and_no_issued_token_lacks_its_event(
         live_server, settings, kind):
     server = live_server(server=kind, workers=2, threads=4)
-    client = _client(settings)
+    client = cli.client_credentials_client(settings, "relay")
     supervisor, old = _relay(server)
     assert old is not None
     load = _Load(server, client)
     try:
-        assert _wait_for(lambda: load.successes() >= 10, timeout=10)
+        assert wait_for(lambda: load.successes() >= 10, timeout=10)
         killed_at = time.monotonic()
         os.kill(old, signal.SIGKILL)
         # The supervisor starts a new --serve process (the same socket path); tokens come
         # back: a run of successes by requests that started after the kill.
-        assert _wait_for(lambda: _relay(server)[1] not in (None, old), timeout=5)
-        recovered = _wait_for(lambda: load.successes(since=killed_at) >= 20
+        assert wait_for(lambda: _relay(server)[1] not in (None, old), timeout=5)
+        recovered = wait_for(lambda: load.successes(since=killed_at) >= 20
                               and all(s == 200 for _, s, _ in load.results[-10:]), timeout=8)
     finally:
         load.stop()
@@ -208,12 +197,12 @@ def test_a_killed_relay_is_restarted_and_no_issued_token_lacks_its_event(
 
 def test_sigterm_under_load_loses_no_issued_token_event(live_server, settings):
     server = live_server(workers=2, threads=4)
-    client = _client(settings)
+    client = cli.client_credentials_client(settings, "relay")
     supervisor, serving = _relay(server)
     socket_dir = os.path.dirname(_cmdline(serving)[-1])
     load = _Load(server, client, threads=8)
     try:
-        assert _wait_for(lambda: load.successes() >= 30, timeout=10)
+        assert wait_for(lambda: load.successes() >= 30, timeout=10)
         server.process.send_signal(signal.SIGTERM)  # requests are in flight
         assert server.process.wait(timeout=30) == 0
     finally:
@@ -236,7 +225,7 @@ def test_a_request_in_flight_when_server_and_relay_get_sigterm_together_is_answe
     in flight, finds the client cached and needs the relay."""
     # The client exists before the server starts: no change of clients empties the worker's
     # cache between the warm-up and the request in flight.
-    client_id, secret = _client(settings)
+    client_id, secret = cli.client_credentials_client(settings, "relay")
     server = live_server(workers=1, threads=2)
     assert server.post(endpoints.TOKEN, data=CC, auth=(client_id, secret)).status_code == 200
     supervisor, serving = _relay(server)
@@ -251,7 +240,7 @@ def test_a_request_in_flight_when_server_and_relay_get_sigterm_together_is_answe
         time.sleep(0.5)  # the worker has taken the connection
         for pid in (server.process.pid, supervisor, serving):
             os.kill(pid, signal.SIGTERM)
-        _wait_for(lambda: _gone(serving), timeout=1.5)  # a relay that does not drain is gone
+        wait_for(lambda: _gone(serving), timeout=1.5)  # a relay that does not drain is gone
         sock.sendall(body[10:])
         response = b""
         while chunk := sock.recv(65536):
@@ -277,7 +266,7 @@ def test_the_relay_is_private_to_the_server_and_dies_with_it(live_server, settin
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     assert _cmdline(supervisor)[-1] == path  # a restarted child binds the same path
     metrics_dir = _environ(serving).get("PROMETHEUS_MULTIPROC_DIR")
-    client = _client(settings)
+    client = cli.client_credentials_client(settings, "relay")
     assert server.post(endpoints.TOKEN, data=CC, auth=client).status_code == 200
 
     # The server dies without stopping its relay: the relay notices and exits by itself.
@@ -285,7 +274,7 @@ def test_the_relay_is_private_to_the_server_and_dies_with_it(live_server, settin
     server.process.kill()
     server.process.wait()
     try:
-        assert _wait_for(lambda: _gone(supervisor) and _gone(serving), timeout=6), \
+        assert wait_for(lambda: _gone(supervisor) and _gone(serving), timeout=6), \
             [(p, args) for p, args in tree.items() if not _gone(p)]
     finally:
         for pid, args in tree.items():  # whatever is left of this server's processes
@@ -299,13 +288,13 @@ def test_the_relay_is_private_to_the_server_and_dies_with_it(live_server, settin
 
 def test_readiness_names_a_missing_relay(live_server, settings):
     server = live_server(workers=1, threads=2)
-    client = _client(settings)
+    client = cli.client_credentials_client(settings, "relay")
     ready = server.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["audit_relay"] == "ok"
     supervisor, serving = _relay(server)
     for pid in (supervisor, serving):  # nothing left to restart it
         os.kill(pid, signal.SIGKILL)
-    assert _wait_for(lambda: _gone(serving), timeout=5)
+    assert wait_for(lambda: _gone(serving), timeout=5)
     ready = server.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "ok", "keys": "ok",
@@ -329,4 +318,4 @@ def test_readiness_names_a_relay_that_does_not_answer(live_server, settings):
         assert ready.json()["checks"]["audit_relay"] == "unreachable"
     finally:
         os.kill(serving, signal.SIGCONT)
-    assert _wait_for(lambda: server.get("/readyz").status_code == 200, timeout=10)
+    assert wait_for(lambda: server.get("/readyz").status_code == 200, timeout=10)

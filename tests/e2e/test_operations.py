@@ -27,11 +27,6 @@ def _samples(server) -> dict[tuple, float]:
     return found
 
 
-def _client(settings) -> tuple[str, str]:
-    out = cli.run(settings, "clients", "create", "--name", "metrics", "--grant",
-                  "client_credentials", "--scope", "read", "--default-scope", "read", "--json")
-    body = json.loads(out.stdout)
-    return body["client_id"], body["client_secret"]
 
 
 def test_metrics_are_aggregated_over_workers_and_count_tokens_errors_and_key_age(
@@ -42,7 +37,7 @@ def test_metrics_are_aggregated_over_workers_and_count_tokens_errors_and_key_age
     (metrics_dir / "counter_999999.db").write_bytes(b"\0" * 64)
     server = live_server(settings=settings.replace(log_format="json"), workers=2,
                          extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    client_id, secret = _client(settings)
+    client_id, secret = cli.client_credentials_client(settings, "metrics")
     before = _samples(server)
     health_key = ("authserver_http_requests_total",
                   (("endpoint", "/healthz"), ("method", "GET"), ("status", "200")))
@@ -85,7 +80,7 @@ def test_metrics_are_aggregated_over_workers_and_count_tokens_errors_and_key_age
 
 def test_json_logs_carry_request_ids_and_no_secrets(live_server, settings):
     server = live_server(settings=settings.replace(log_format="json"))
-    client_id, secret = _client(settings)
+    client_id, secret = cli.client_credentials_client(settings, "metrics")
     r = server.post(endpoints.TOKEN, data={"grant_type": "client_credentials"},
                     auth=(client_id, secret), headers={"X-Request-ID": "req-token-1"})
     assert r.status_code == 200

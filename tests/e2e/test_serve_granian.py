@@ -15,18 +15,11 @@ from authserver import endpoints
 from tests.support import cli
 
 
-def _client(settings) -> tuple[str, str]:
-    out = cli.run(settings, "clients", "create", "--name", "granian", "--grant",
-                  "client_credentials", "--scope", "read", "--default-scope", "read", "--json")
-    body = json.loads(out.stdout)
-    return body["client_id"], body["client_secret"]
-
-
 def test_tokens_and_metrics_over_two_granian_workers(live_server, settings, tmp_path):
     metrics_dir = tmp_path / "prom"
     server = live_server(server="granian", workers=2,
                          extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    client_id, secret = _client(settings)
+    client_id, secret = cli.client_credentials_client(settings, "granian")
     jwks = jwt.PyJWKSet.from_dict(server.get("/.well-known/jwks.json").json())
     tokens = 12
     for _ in range(tokens):  # new connections: both workers answer some
@@ -51,7 +44,7 @@ def test_tokens_and_metrics_over_two_granian_workers(live_server, settings, tmp_
 
 def test_granian_logs_are_json_without_query_strings_or_secrets(live_server, settings):
     server = live_server(server="granian", settings=settings.replace(log_format="json"))
-    client_id, secret = _client(settings)
+    client_id, secret = cli.client_credentials_client(settings, "granian")
     r = server.post(endpoints.TOKEN, data={"grant_type": "client_credentials"},
                     auth=(client_id, secret))
     token = r.json()["access_token"]

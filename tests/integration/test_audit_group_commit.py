@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import threading
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from authserver import audit
 from authserver.models import AuditEvent
+from tests.support.databases import refusing_token_events
 from tests.support.oauth import basic, register
 
 CC = {"grant_type": "client_credentials"}
@@ -86,22 +87,8 @@ def test_a_refused_audit_write_refuses_the_token(app, client, backend):
     # The client is cached now: the next issuance writes nothing but its event.
     assert client.post("/oauth2/token", data=CC,
                        headers=basic(meta["client_id"], secret)).status_code == 200
-    engine = app.extensions["authserver"].engine
-    if backend == "sqlite":
-        create = ("CREATE TRIGGER refuse_tokens BEFORE INSERT ON audit_events "
-                  "WHEN NEW.type = 'token.issued' BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        drop = "DROP TRIGGER refuse_tokens"
-    else:
-        create = ("ALTER TABLE audit_events ADD CONSTRAINT refuse_tokens "
-                  "CHECK (type <> 'token.issued') NOT VALID")
-        drop = "ALTER TABLE audit_events DROP CONSTRAINT refuse_tokens"
-    with engine.begin() as conn:
-        conn.execute(text(create))
-    try:
+    with refusing_token_events(app.extensions["authserver"].engine, backend):
         response = client.post("/oauth2/token", data=CC, headers=basic(meta["client_id"], secret))
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(drop))
     assert response.status_code == 503
     assert response.json["error"] == "temporarily_unavailable"
     assert "access_token" not in response.json

@@ -31,12 +31,14 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from authserver import audit, audit_relay, audit_writer, db
 from authserver.audit_writer import AuditUnavailable, AuditWriter
 from authserver.models import AuditEvent
 from authserver.models.audit_event import AuditChainHead
+from tests.support.databases import refusing_token_events
+from tests.support.polling import wait_for
 
 COMMITTED, REFUSED = audit_relay.COMMITTED, audit_relay.REFUSED
 
@@ -188,13 +190,6 @@ class _FakeRelay:
             t.join(timeout=5)
 
 
-def _wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- malformed input ---------------------------------------------------------------------------
@@ -449,7 +444,7 @@ def test_a_relay_that_never_answers_fails_the_write_and_its_late_answer_is_dropp
         assert [json.loads(p)["details"] for _, p in fake.frames] == [
             _event(1)["details"], _event(2)["details"]]
         # The timed-out connection was closed by the writer, not left for a later request.
-        assert _wait_for(lambda: 0 in fake.closed_by_client)
+        assert wait_for(lambda: 0 in fake.closed_by_client)
     finally:
         writer.close()
         fake.close()
@@ -491,25 +486,12 @@ def test_a_refused_insert_refuses_the_whole_batch_and_later_batches_commit(
                         batches.append(len(events)) or original(driver, dialect, events, head))
     with _connect(relay.path) as conn:
         assert _send(conn, _event(1)) == COMMITTED  # the relay has a cached head now
-        if backend == "sqlite":
-            create = ("CREATE TRIGGER refuse_tokens BEFORE INSERT ON audit_events "
-                      "WHEN NEW.type = 'token.issued' BEGIN SELECT RAISE(ABORT, 'refused'); END")
-            drop = "DROP TRIGGER refuse_tokens"
-        else:
-            create = ("ALTER TABLE audit_events ADD CONSTRAINT refuse_tokens "
-                      "CHECK (type <> 'token.issued') NOT VALID")
-            drop = "ALTER TABLE audit_events DROP CONSTRAINT refuse_tokens"
-        with engine.begin() as c:
-            c.execute(text(create))
-        try:
+        with refusing_token_events(engine, backend):
             # One batch: events the database would accept alone share the refusal.
             batch = [_event(2, "client.updated"), _event(3), _event(4, "client.updated")]
             with _connect(relay.path) as other:
                 assert _send(conn, *batch) == REFUSED * 3
                 assert _send(other, _event(5)) == REFUSED
-        finally:
-            with engine.begin() as c:
-                c.execute(text(drop))
         assert 3 in batches[1:], batches  # the three went as one batch
         assert _count(app) == 1
         assert _send(conn, _event(6), _event(7)) == COMMITTED * 2

@@ -17,3 +17,14 @@ def run(settings: Settings, *args: str, input: str | None = None, env: dict | No
         raise AssertionError(f"authserver {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def client_credentials_client(settings: Settings, name: str) -> tuple[str, str]:
+    """(client_id, client_secret) of a new client-credentials client with scope ``read``,
+    registered through the CLI."""
+    import json
+
+    out = run(settings, "clients", "create", "--name", name, "--grant", "client_credentials",
+              "--scope", "read", "--default-scope", "read", "--json")
+    body = json.loads(out.stdout)
+    return body["client_id"], body["client_secret"]

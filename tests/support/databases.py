@@ -7,6 +7,7 @@ and the live servers they start share exactly the data of the test that runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -96,3 +97,24 @@ class Databases:
                     conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             engine.dispose()
 
+
+
+@contextlib.contextmanager
+def refusing_token_events(engine, backend: str):
+    """While inside, the database refuses to insert a ``token.issued`` audit event (an
+    audit write that fails at the database, whoever makes it)."""
+    if backend == "sqlite":
+        create = ("CREATE TRIGGER refuse_tokens BEFORE INSERT ON audit_events "
+                  "WHEN NEW.type = 'token.issued' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        drop = "DROP TRIGGER refuse_tokens"
+    else:
+        create = ("ALTER TABLE audit_events ADD CONSTRAINT refuse_tokens "
+                  "CHECK (type <> 'token.issued') NOT VALID")
+        drop = "ALTER TABLE audit_events DROP CONSTRAINT refuse_tokens"
+    with engine.begin() as conn:
+        conn.execute(text(create))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(drop))
