@@ -279,21 +279,31 @@ def _stream_written(session: Session) -> None:
 
 
 def written(events) -> None:
-    """After commit: each event as one JSON log line (for a SIEM), issuances counted."""
+    """After commit: issuances counted, then each event as one JSON log line (for a SIEM)."""
+    count_issued(events)
+    log_lines(events)
+
+
+def count_issued(events) -> None:
+    """Count the durable issuances among ``events``, once per label set."""
     # Imported here: the `authserver` command imports this module, and prometheus_client must
     # not be imported before `serve` has set PROMETHEUS_MULTIPROC_DIR (metrics.py).
     from . import metrics
 
-    logging_on = log.isEnabledFor(logging.INFO)
-    issued: dict[tuple, int] = {}  # counted once the issuance is durable, once per label set
+    issued: dict[tuple, int] = {}
     for ev in events:
-        if logging_on:
-            log.info(_log_line(ev))
         if ev["type"] == "token.issued":
             labels = (json.loads(ev["details"]).get("grant_type"), ev["client_id"])
             issued[labels] = issued.get(labels, 0) + 1
     for (grant_type, client_id), count in issued.items():
         metrics.token_issued(grant_type, client_id, count)
+
+
+def log_lines(events) -> None:
+    """Each durable event as one JSON log line."""
+    if log.isEnabledFor(logging.INFO):
+        for ev in events:
+            log.info(_log_line(ev))
 
 
 def _log_line(ev: dict) -> str:

@@ -240,14 +240,18 @@ def _answer(conn: socket.socket, answer: bytes) -> None:
 
 
 def _answer_all(batch: list, answer: bytes) -> None:
+    events = [ev for _, ev in batch] if answer == COMMITTED else []
+    try:  # counted before the answers: a client holding its token finds it in /metrics
+        audit.count_issued(events)
+    except Exception as exc:  # noqa: BLE001 - the events are durable; say so and go on
+        log.error("audit events committed, not counted (%s)", type(exc).__name__)
     for conn, _ in batch:
         _answer(conn, answer)
-    if answer == COMMITTED and batch:
-        try:  # log lines and metrics of durable events; their requests have their answers
-            audit.written([ev for _, ev in batch])
-        except Exception as exc:  # noqa: BLE001 - the events are durable; say so and go on
-            log.error("audit events committed, their log lines failed (%s)",
-                      type(exc).__name__)
+    try:  # log lines after the answers: requests do not wait for them
+        audit.log_lines(events)
+    except Exception as exc:  # noqa: BLE001
+        log.error("audit events committed, their log lines failed (%s)",
+                  type(exc).__name__)
 
 
 # -- a relay on a thread of this process (no `authserver serve`) ------------------------------

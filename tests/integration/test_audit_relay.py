@@ -499,6 +499,28 @@ def test_a_refused_insert_refuses_the_whole_batch_and_later_batches_commit(
     _assert_chain(app, 4)  # no sequence number was spent on the refused batches
 
 
+def test_issuances_are_counted_before_their_answers_and_refused_ones_never(
+        app, engine, relay, backend, monkeypatch):
+    """A client holding its token must find it in /metrics: the relay counts a committed
+    batch before it answers (CI once read /metrics between the answer and the count)."""
+    from authserver import metrics
+
+    order: list = []
+    monkeypatch.setattr(metrics, "token_issued",
+                        lambda grant_type, client_id, count=1: order.append(("counted", count)))
+    answer = audit_relay._answer
+    monkeypatch.setattr(audit_relay, "_answer",
+                        lambda conn, reply: order.append(("answer", reply)) or answer(conn, reply))
+    with _connect(relay.path) as conn:
+        assert _send(conn, _event(1), _event(2), _event(3, "client.updated")) == COMMITTED * 3
+        assert order[0] == ("counted", 2), order  # two issuances, one label set, then answers
+        assert order[1:] == [("answer", COMMITTED)] * 3, order
+        order.clear()
+        with refusing_token_events(engine, backend):
+            assert _send(conn, _event(4)) == REFUSED
+        assert order == [("answer", REFUSED)], order
+
+
 def test_a_sealing_backlog_holds_the_head_lock_one_small_batch_at_a_time(app, relay):
     """A backlog of transactional events is sealed Sealer.BATCH per tick, so the relay's
     commits (which need the chain head's row) wait for one small seal, not the backlog."""
