@@ -42,7 +42,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
-from . import audit, metrics
+from . import audit, metrics, ratelimit_memory
 from .config import Settings
 from .db import transaction
 from .errors import json_error
@@ -97,7 +97,7 @@ class Limits:
         # and its per-request hooks cost about 0.1 ms of CPU on every request (measured).
         self.limiter = Limiter(
             key_func=lambda: request.remote_addr or "-", app=Flask("authserver.ratelimit"),
-            storage_uri=settings.ratelimit_storage_url,
+            storage_uri=ratelimit_memory.storage_uri(settings.ratelimit_storage_url),
             # key_prefix on the Redis keys themselves: deployments sharing a Redis (and test
             # runs) stay apart and can be flushed by prefix. wrap_exceptions: one error type.
             storage_options={"key_prefix": self.prefix, "wrap_exceptions": True},
