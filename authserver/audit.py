@@ -180,13 +180,8 @@ def _chunks(dialect: Dialect, events: list[dict], columns: tuple = _COLUMNS):
 def insert_events(conn: Connection, events: list[dict]) -> None:
     """One unsealed INSERT statement for all ``events`` (event_row dicts), in the caller's
     transaction (record(): sealed later by ``seal``)."""
-    global _inserted_unsealed
     for sql, params in _chunks(conn.dialect, events):
         conn.exec_driver_sql(sql, params)
-    _inserted_unsealed += len(events)  # (a rollback makes a seal find nothing: harmless)
-
-
-_inserted_unsealed = 0  # events this process inserted for a Sealer to seal (see Sealer.tick)
 
 
 # PostgreSQL: one constant statement for any number of events (prepared once by psycopg;
@@ -278,9 +273,19 @@ def _pg_json(events: list[dict]) -> str:
                       separators=(",", ":"))
 
 
+# Events this process committed unsealed, for its Sealer (Sealer.tick): counted after the
+# commit, so that a seal started once the count moved finds them. Per process, not per app:
+# an app that seals another's events in a test only seals sooner.
+_inserted_unsealed = 0
+
+
 @event.listens_for(Session, "after_commit")
 def _stream_written(session: Session) -> None:
-    written(session.info.pop(_WRITTEN, ()))
+    global _inserted_unsealed
+    events = session.info.pop(_WRITTEN, ())
+    if events:
+        _inserted_unsealed += len(events)
+    written(events)
 
 
 def written(events) -> None:

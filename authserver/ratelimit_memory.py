@@ -9,9 +9,10 @@ bench's token load, together with the audit sealer's idle polling: ~8 % more tok
 from the key's own entries and their times, so counts do not depend on when it runs — and
 one sweep a second keeps at most two seconds' worth of expired entries per key.
 
-The override is of a name-mangled method (``_MemoryStorage__schedule_expiry``); if limits
-renames it, ``TIMER_METHOD`` is missing and the storage stays limits' own (tested:
-tests/integration/test_ratelimit_memory.py counts the threads a busy process starts).
+The override is of limits' name-mangled methods (``TIMER_METHOD``, ``EXPIRE_METHOD``); if
+limits renames either, the storage stays limits' own (storage_uri), and
+tests/integration/test_ratelimit_memory.py, which counts the threads a busy process starts,
+fails.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import weakref
 from limits.storage import MemoryStorage
 
 SCHEME = "authserver-memory"
-TIMER_METHOD = "_MemoryStorage__schedule_expiry"
+TIMER_METHOD = "_MemoryStorage__schedule_expiry"  # replaced by SweptMemoryStorage
+EXPIRE_METHOD = "_MemoryStorage__expire_events"  # called by the sweeper
 SWEEP_SECONDS = 1.0
 
 log = logging.getLogger("authserver.ratelimit")
@@ -56,15 +58,16 @@ def _sweep(ref: weakref.ref) -> None:
         if storage is None:
             return
         try:
-            storage._MemoryStorage__expire_events()
+            getattr(storage, EXPIRE_METHOD)()
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             log.warning("rate-limit sweep failed (%s)", type(exc).__name__)
         del storage
 
 
 def storage_uri(configured: str) -> str:
-    """The URI to build the storage from: ours for ``memory://``, if limits still has the
-    method we replace; any other storage as configured."""
-    if configured.startswith("memory://") and hasattr(MemoryStorage, TIMER_METHOD):
+    """The URI to build the storage from: ours for ``memory://``, if limits still has the two
+    methods we rely on; any other storage as configured."""
+    if (configured.startswith("memory://") and hasattr(MemoryStorage, TIMER_METHOD)
+            and hasattr(MemoryStorage, EXPIRE_METHOD)):
         return SCHEME + configured[len("memory"):]
     return configured

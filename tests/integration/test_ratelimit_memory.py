@@ -69,3 +69,10 @@ def test_only_the_memory_storage_is_replaced(configured, expected):
 def test_the_apps_limits_use_it_by_default(settings):
     limits = Limits(settings.replace(ratelimit_storage_url="memory://"))
     assert type(limits.limiter._storage) is SweptMemoryStorage
+
+
+@pytest.mark.parametrize("method", [ratelimit_memory.TIMER_METHOD,
+                                    ratelimit_memory.EXPIRE_METHOD])
+def test_a_limits_without_the_methods_keeps_its_own_storage(method, monkeypatch):
+    monkeypatch.delattr(MemoryStorage, method)
+    assert ratelimit_memory.storage_uri("memory://") == "memory://"
