@@ -58,6 +58,9 @@ class ClientCache:
         if local != self._local:
             self._local = local
             self.clear()
+            # Read the counter now, past our own change: read later, its move (ours) would be
+            # taken for another process's change and empty the cache a second time.
+            self._checked_at = float("-inf")
         now = time.monotonic()
         if now - self._checked_at < self._max_age:
             return
