@@ -27,8 +27,6 @@ def _samples(server) -> dict[tuple, float]:
     return found
 
 
-
-
 def test_metrics_are_aggregated_over_workers_and_count_tokens_errors_and_key_age(
         live_server, settings, tmp_path):
     metrics_dir = tmp_path / "prom"

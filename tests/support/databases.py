@@ -98,7 +98,6 @@ class Databases:
             engine.dispose()
 
 
-
 @contextlib.contextmanager
 def refusing_token_events(engine, backend: str):
     """While inside, the database refuses to insert a ``token.issued`` audit event (an
