@@ -10,8 +10,12 @@ missing): code exchange and refresh rotation (single-use codes and refresh token
 beforehand by bench/mint.py through the server's own services, each used once),
 client-credentials token, introspection and JWKS. In the same run it
 measures a bare Flask app under the same gunicorn settings (the framework floor) and the
-in-process verifier. `--scale` adds 100,000 clients and 1,000,000 revoked-token records to the
-PostgreSQL database and measures again. It prints a table; it asserts nothing.
+in-process verifier. `--scale` runs a second PostgreSQL server beside the first, its database
+holding 100,000 more clients and 1,000,000 revoked-token records, and measures the two in
+alternating rounds (this VM's speed drifts by more than the 10 % being judged within minutes;
+the same minute for both sides leaves the database as the difference). Every row has the
+whole machine's CPU time per request beside its throughput: the steadier figure here. It
+prints tables; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,10 +146,23 @@ def run_wrk(wrk: str, url: str, connections: int, duration: int, script,
         tmp.write(script)
         tmp.close()
         cmd += ["-s", tmp.name]
+    busy = cpu_seconds()
     out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=duration + 60)
+    busy = cpu_seconds() - busy
     if tmp:
         os.unlink(tmp.name)
-    return parse_wrk(out.stdout)
+    result = parse_wrk(out.stdout)
+    # The whole machine's: server, relay, database and wrk itself (steadier than req/s here).
+    result["cpu_us"] = busy / result["requests"] * 1e6 if result["requests"] else float("nan")
+    return result
+
+
+def cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy, all cores (/proc/stat: user, nice, system,
+    irq, softirq; idle, iowait and the hypervisor's steal excluded)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(base_url: str, timeout: float = 30) -> None:
@@ -197,14 +215,15 @@ class Target:
     """A fresh database, `authserver init`, clients from the CLI, `authserver serve`."""
 
     def __init__(self, db: str, workers: int, threads: int, server: str = "gunicorn",
-                 duration: int = 8, scale: bool = False):
+                 duration: int = 8, runs: int = 2, name: str = "main"):
+        """``runs``: how many measurements each single-use scenario gets."""
         self.db, self.workers, self.threads, self.server = db, workers, threads, server
         self.tmp = Path(tempfile.mkdtemp(prefix=f"authserver-bench-{db}-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.schema = None
         if db == "postgresql":
-            self.schema = f"bench_{os.getpid()}"
+            self.schema = f"bench_{name}_{os.getpid()}"
             self._psql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE; '
                        f'CREATE SCHEMA "{self.schema}"')
             database_url = f"{PG_URL}?options=-csearch_path%3D{self.schema}"
@@ -223,11 +242,11 @@ class Target:
             "AUTHSERVER_CODE_TTL": "3600",
         }
         self.process = None
-        # Single-use codes and refresh tokens per kind: each run (16 and 64 connections,
-        # empty and scaled) gets its own share, enough for 1,200/s (a code used twice is an
-        # error, and these endpoints answered 600-700/s on 2 cores).
-        self.runs = 4 if scale else 2
-        self.mint_count = 1200 * duration * self.runs
+        # Single-use codes and refresh tokens per kind: each run gets its own share, enough
+        # for 1,200/s (a code used twice is an error, and these endpoints answered 600-700/s
+        # on 2 cores).
+        self.runs = runs
+        self.mint_count = 1200 * duration * runs
 
     def _psql(self, sql: str) -> None:
         from sqlalchemy import create_engine, text
@@ -344,11 +363,11 @@ def scenarios(target: Target) -> list[tuple[str, str, str | None]]:
 def print_table(title: str, rows: list[tuple[str, int, dict]], floor: dict[int, dict]) -> None:
     print(f"\n{title}")
     print(f"{'endpoint':28} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>7} {'/floor':>7}")
+          f"{'errors':>7} {'/floor':>7} {'CPU us/req':>10}")
     for name, conns, r in rows:
         ratio = r["rps"] / floor[conns]["rps"] if floor.get(conns, {}).get("rps") else 0
         print(f"{name:28} {conns:5d} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} "
-              f"{r['errors']:7d} {ratio:7.0%}")
+              f"{r['errors']:7d} {ratio:7.0%} {r['cpu_us']:10,.0f}")
     sys.stdout.flush()
 
 
@@ -372,31 +391,73 @@ def measure(target: Target, wrk: str, url: str, connections: int, duration: int,
     return run_wrk(wrk, url, connections, duration, script)
 
 
+def selected(plan: list, args) -> list:
+    return [s for s in plan if not args.only or any(o in s[0] for o in args.only)]
+
+
 def bench_target(wrk: str, db: str, args, floor: dict, server: str) -> None:
     target = Target(db, args.workers, args.threads, server, args.duration,
-                    args.scale and db == "postgresql")
+                    runs=len(args.connections))
     try:
         target.start()
-        plan = [s for s in scenarios(target)
-                if not args.only or any(o in s[0] for o in args.only)]
         rows = [(name, c, measure(target, wrk, url, c, args.duration, script))
-                for name, url, script in plan for c in args.connections]
+                for name, url, script in selected(scenarios(target), args)
+                for c in args.connections]
         print_table(f"authserver on {db}, {server} ({args.workers} workers x {args.threads} "
-                    "threads)",
-                    rows, floor)
-        if args.scale and db == "postgresql":
-            seed_scale(target, 100_000, 1_000_000)
-            scaled = [(name, c, measure(target, wrk, url, c, args.duration, script))
-                      for name, url, script in plan for c in args.connections]
-            print_table("same, with 100,000 clients and 1,000,000 revoked-token records",
-                        scaled, floor)
-            print(f"\n{'endpoint':28} {'conns':>5} {'empty':>9} {'scaled':>9} {'change':>7}")
-            for (name, c, before), (_, _, after) in zip(rows, scaled, strict=True):
-                change = after["rps"] / before["rps"] - 1 if before["rps"] else 0
-                print(f"{name:28} {c:5d} {before['rps']:9,.0f} {after['rps']:9,.0f} "
-                      f"{change:+7.0%}")
+                    "threads)", rows, floor)
     finally:
         target.stop()
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median of each figure over repeated runs (errors: the sum)."""
+    return {**{k: statistics.median(r[k] for r in runs)
+               for k in ("rps", "p50", "p99", "cpu_us")},
+            "errors": sum(r["errors"] for r in runs)}
+
+
+def bench_scale(wrk: str, args, floor: dict, server: str) -> None:
+    """The same scenarios against two servers side by side, one on an empty PostgreSQL
+    schema, one on a schema seeded with 100k clients and 1M revoked-token records, measured
+    in alternating rounds (ABBA: neither side always goes first), each figure the median
+    of its rounds. Only the measured server has work; the other idles."""
+    runs = len(args.connections) * args.rounds
+    sides = [Target("postgresql", args.workers, args.threads, server, args.duration, runs, name)
+             for name in ("empty", "scaled")]
+    try:
+        for side in sides:
+            side.start()
+        seed_scale(sides[1], 100_000, 1_000_000)
+        plans = [selected(scenarios(side), args) for side in sides]
+        results: dict[tuple[str, int], tuple[list, list]] = {}
+        for i, (name, _, _) in enumerate(plans[0]):
+            for c in args.connections:
+                for r in range(args.rounds):
+                    for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+                        _, url, script = plans[k][i]
+                        results.setdefault((name, c), ([], []))[k].append(
+                            measure(sides[k], wrk, url, c, args.duration, script))
+        medians = {key: (median_run(a), median_run(b)) for key, (a, b) in results.items()}
+        for k, label in ((0, "empty database"),
+                         (1, "100,000 clients and 1,000,000 revoked-token records")):
+            print_table(f"authserver on postgresql, {server} ({args.workers} workers x "
+                        f"{args.threads} threads), {label}: median of {args.rounds} rounds, "
+                        "alternating with the other database",
+                        [(name, c, pair[k]) for (name, c), pair in medians.items()], floor)
+        print(f"\n{'scale: endpoint':28} {'conns':>5} {'empty/s':>9} {'scaled/s':>9} "
+              f"{'change':>7} {'CPU us/req':>10} {'scaled':>8} {'change':>7}")
+        for (name, c), (before, after) in medians.items():
+            print(f"{name:28} {c:5d} {before['rps']:9,.0f} {after['rps']:9,.0f} "
+                  f"{_change(before['rps'], after['rps']):>7} {before['cpu_us']:10,.0f} "
+                  f"{after['cpu_us']:8,.0f} {_change(before['cpu_us'], after['cpu_us']):>7}")
+        sys.stdout.flush()
+    finally:
+        for side in sides:
+            side.stop()
+
+
+def _change(before: float, after: float) -> str:
+    return f"{after / before - 1:+.0%}" if before else "-"
 
 
 def main() -> None:
@@ -412,7 +473,10 @@ def main() -> None:
                         help="scenarios whose name contains one of these words")
     parser.add_argument("--no-floor", action="store_true", help="skip the framework floor")
     parser.add_argument("--scale", action="store_true",
-                        help="also measure with 100k clients and 1M token records (PostgreSQL)")
+                        help="PostgreSQL: an empty database against one with 100k clients and "
+                             "1M token records, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--scale: measurements per side for each scenario (median)")
     args = parser.parse_args()
     wrk = ensure_wrk()
     print(f"machine: {os.cpu_count()} CPUs; wrk: {wrk}; {args.duration}s per measurement")
@@ -422,7 +486,10 @@ def main() -> None:
             print_table(f"framework floor: bare Flask JSON, same {server} settings",
                         [("floor", c, r) for c, r in floor.items()], floor)
         for db in (["postgresql", "sqlite"] if args.db == "both" else [args.db]):
-            bench_target(wrk, db, args, floor, server)
+            if args.scale and db == "postgresql":
+                bench_scale(wrk, args, floor, server)
+            else:
+                bench_target(wrk, db, args, floor, server)
     if args.only and "verifier" not in args.only:
         return
     print("\nin-process verifier (bench/verifier_bench.py):", flush=True)
