@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import clock
+from . import clock, sqlite_writes
 from .db import transaction
 from .models.audit_event import AuditChainHead, AuditEvent
 
@@ -232,7 +232,10 @@ def _append_locked(driver, dialect: Dialect, events: list[dict]) -> Head:
     """Lock the chain head (created at the first seal ever), link, insert, move the head."""
     mark = _mark(dialect)
     postgresql = dialect.name == "postgresql"
-    driver.execute("BEGIN" if postgresql else "BEGIN IMMEDIATE")
+    if postgresql:
+        driver.execute("BEGIN")
+    else:
+        sqlite_writes.begin_immediate(driver)
     try:
         driver.execute(f"INSERT INTO audit_chain (id, seq, last_hash) VALUES (1, 0, {mark}) "
                        "ON CONFLICT DO NOTHING", (GENESIS,))
@@ -247,10 +250,10 @@ def _append_locked(driver, dialect: Dialect, events: list[dict]) -> Head:
                 driver.execute(sql, params)
         driver.execute(f"UPDATE audit_chain SET seq = {mark}, last_hash = {mark} WHERE id = 1",
                        new_head)
-        driver.execute("COMMIT")
+        driver.commit()
     except BaseException:
         with contextlib.suppress(Exception):
-            driver.execute("ROLLBACK")
+            driver.rollback()
         raise
     return new_head
 

@@ -21,6 +21,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from . import sqlite_writes
+
 T = TypeVar("T")
 
 NAMING_CONVENTION = {
@@ -72,7 +74,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         for name in _PG_POOL_OPTIONS:  # SQLite: one file, SQLAlchemy's default pool
             kwargs.pop(name, None)
         _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # Writers queue for their turn (sqlite_writes.py) before SQLite's own lock.
+        engine = create_engine(url, connect_args={
+            "timeout": 30, "factory": sqlite_writes.WriteQueuedConnection}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -143,9 +147,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def _sqlite_begin_immediate(conn) -> None:
     # A deferred transaction that reads and then writes fails with SQLITE_BUSY (no retry)
     # when another writer committed in between; taking the write lock up front makes
-    # concurrent transactions queue on busy_timeout instead. SQLite is the one-machine
+    # concurrent transactions queue instead (sqlite_writes.py). SQLite is the one-machine
     # default; PostgreSQL (row locks, MVCC) is the target for concurrency.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    sqlite_writes.begin_immediate(conn.connection.driver_connection)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
