@@ -184,6 +184,19 @@ def settle(base_url: str, timeout: float = 30) -> None:
         quick = quick + 1 if time.monotonic() - started < 0.05 else 0
 
 
+def quiet(timeout: float = 15, busy_share: float = 0.15) -> None:
+    """Wait until the machine idles: what a run leaves behind runs on after wrk stops (the
+    other server's queue in --scale, sealing, PostgreSQL's autovacuum) and would be counted
+    in the next run's figures. One quarter second with under ``busy_share`` of the cores
+    busy, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds()
+        time.sleep(0.25)
+        if cpu_seconds() - before < 0.25 * busy_share * (os.cpu_count() or 1):
+            return
+
+
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -386,8 +399,10 @@ def measure_floor(wrk: str, args, server: str) -> dict[int, dict]:
 
 
 def measure(target: Target, wrk: str, url: str, connections: int, duration: int,
-            script) -> dict:
-    settle(target.url)
+            script, others: tuple[Target, ...] = ()) -> dict:
+    for server in (target, *others):
+        settle(server.url)
+    quiet()
     return run_wrk(wrk, url, connections, duration, script)
 
 
@@ -436,7 +451,8 @@ def bench_scale(wrk: str, args, floor: dict, server: str) -> None:
                     for k in ((0, 1) if r % 2 == 0 else (1, 0)):
                         _, url, script = plans[k][i]
                         results.setdefault((name, c), ([], []))[k].append(
-                            measure(sides[k], wrk, url, c, args.duration, script))
+                            measure(sides[k], wrk, url, c, args.duration, script,
+                                    others=(sides[1 - k],)))
         medians = {key: (median_run(a), median_run(b)) for key, (a, b) in results.items()}
         for k, label in ((0, "empty database"),
                          (1, "100,000 clients and 1,000,000 revoked-token records")):
