@@ -206,3 +206,23 @@ def test_a_waiter_starts_right_after_the_release_not_after_a_backoff(engine):
         writer.join(10)
         late.append(began[0] - released)
     assert statistics.median(late) < 0.010, late
+
+
+def test_a_lock_file_it_cannot_open_leaves_sqlites_own_lock(engine, monkeypatch, caplog):
+    # e.g. created by another user: writes go on, unqueued, and the operator is told once.
+    lock = _lock_file(engine)
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sqlite_writes, "_open", refuse)
+    monkeypatch.setattr(sqlite_writes, "_warned", set())
+    engine.dispose()  # new connections: none holds a descriptor yet
+    for n in (12, 13):
+        with engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO t VALUES ({n})"))
+            assert not _taken(lock)
+    warnings = [r for r in caplog.records if "write queue off" in r.getMessage()]
+    assert len(warnings) == 1 and "Permission denied" in warnings[0].getMessage()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM t ORDER BY n")).scalars().all() == [12, 13]
