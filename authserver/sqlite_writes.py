@@ -3,9 +3,9 @@
 SQLite lets one connection write at a time (``BEGIN IMMEDIATE``, db.py); the others retry
 under ``busy_timeout``, and its default busy handler sleeps between tries, longer the longer
 it has waited (1, 2, 5 … 50, 100 ms). A writer that has waited a while sleeps through many
-releases while newcomers take the lock: measured under 16 connections (2 workers x 4
-threads, granian), code exchanges and refreshes had a p99 of 1.2-2.3 s with the database
-free most of that time.
+releases while newcomers take the lock: measured under 16 and 64 connections (2 workers x
+4 threads, granian), code exchanges and refreshes had a p99 of 1.2-2.3 s with the CPU half
+idle.
 
 Here each connection the engine makes (``connect_args["factory"]``) queues before it begins:
 
@@ -17,12 +17,12 @@ Here each connection the engine makes (``connect_args["factory"]``) queues befor
    cannot open it (made by another user) writes without the queue and logs so once.
 
 Both are let go when the transaction ends: commit, rollback (also the pool's reset when a
-connection comes back) or close. Measured: p99 140-400 ms instead of 1.2-2.3 s, 15-30 % more
-code exchanges and refreshes per second. A writer that does not queue (the sqlite3 shell, a
-process of an older version) is still kept out by SQLite's own lock; the queue only decides
-who asks next. A thread that waits on the file lock holds its process's turn: a process
-that never ends a write transaction holds up the others until it ends or dies, where SQLite
-alone would have failed their writes after its busy timeout.
+connection comes back) or close. Measured (alternating pairs): p99 140-400 ms instead of
+1.2-1.4 s, 5-30 % more code exchanges and refreshes per second. A writer that does not queue
+(the sqlite3 shell, a process of an older version) is still kept out by SQLite's own lock;
+the queue only decides who asks next. A thread that waits on the file lock holds its
+process's turn: a process that never ends a write transaction holds up the others until it
+ends or dies, where SQLite alone would have failed their writes after its busy timeout.
 """
 
 from __future__ import annotations
