@@ -161,9 +161,19 @@ class WriteQueuedConnection(sqlite3.Connection):
             super().close()
         finally:
             self._let_go()
-            if self._lock_fd is not None and self._lock_pid == os.getpid():
-                os.close(self._lock_fd)
-            self._lock_fd = None
+            self._close_file()
+
+    def __del__(self) -> None:
+        # Dropped without close() (a leaked connection): its turn must not outlive it.
+        held, self._held = getattr(self, "_held", None), None
+        self._close_file()  # closing the descriptor drops its flock
+        if held is not None:
+            held.release()
+
+    def _close_file(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None and self._lock_pid == os.getpid():
+            os.close(fd)
 
 
 def begin_immediate(dbapi_connection) -> None:

@@ -6,6 +6,7 @@ threads give up after the timeout with SQLite's own error. Real SQLite files thr
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import sqlite3
 import statistics
@@ -206,6 +207,18 @@ def test_a_waiter_starts_right_after_the_release_not_after_a_backoff(engine):
         writer.join(10)
         late.append(began[0] - released)
     assert statistics.median(late) < 0.010, late
+
+
+def test_a_connection_dropped_without_close_does_not_keep_its_turn(engine):
+    lock = _lock_file(engine)
+    leaked = sqlite_writes.WriteQueuedConnection(engine.url.database)
+    leaked.begin_immediate()
+    assert _taken(lock)
+    del leaked
+    gc.collect()
+    assert not _taken(lock)
+    with engine.begin() as conn:  # this process's turn is free again (else: 30 s, then fail)
+        conn.execute(text("INSERT INTO t VALUES (14)"))
 
 
 def test_a_lock_file_it_cannot_open_leaves_sqlites_own_lock(engine, monkeypatch, caplog):
