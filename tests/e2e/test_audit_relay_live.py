@@ -289,6 +289,10 @@ def test_the_relay_is_private_to_the_server_and_dies_with_it(live_server, settin
 def test_readiness_names_a_missing_relay(live_server, settings):
     server = live_server(workers=1, threads=2)
     client = cli.client_credentials_client(settings, "relay")
+    # Let the server's client cache see the CLI's change first: it re-reads the change
+    # counter at most once a second, and read between the issuances below it would empty
+    # the cache and send the second through Flask as well (a CI run with a quick CLI).
+    time.sleep(settings.client_cache_seconds + 0.2)
     ready = server.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["audit_relay"] == "ok"
     supervisor, serving = _relay(server)
