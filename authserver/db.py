@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -79,6 +80,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             "timeout": 30, "factory": sqlite_writes.WriteQueuedConnection}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "reset", _sqlite_end_transaction)
         return engine
     # One pool per worker process (the app is built after fork). A connection that sat idle
     # in the pool is pinged before use (_idle_pinger) and replaced when the server or a
@@ -149,7 +151,20 @@ def _sqlite_begin_immediate(conn) -> None:
     # when another writer committed in between; taking the write lock up front makes
     # concurrent transactions queue instead (sqlite_writes.py). SQLite is the one-machine
     # default; PostgreSQL (row locks, MVCC) is the target for concurrency.
-    sqlite_writes.begin_immediate(conn.connection.driver_connection)
+    try:
+        sqlite_writes.begin_immediate(conn.connection.driver_connection)
+    except sqlite3.Error as exc:
+        # Raised inside SQLAlchemy's begin event, outside its wrapping of driver errors:
+        # wrapped here, so that callers catching SQLAlchemy's errors (the caches' refresh,
+        # the sealer, retry_transient, the CLI) see a locked database as they always did.
+        raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+
+
+def _sqlite_end_transaction(dbapi_connection, _record, state) -> None:
+    # A connection back in the pool never keeps a write transaction (and with it the write
+    # queue's turn): SQLAlchemy skips its own rollback on return after a failed commit.
+    if not state.terminate_only and dbapi_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

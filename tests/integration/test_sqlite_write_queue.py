@@ -5,6 +5,7 @@ threads give up after the timeout with SQLite's own error. Real SQLite files thr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import os
@@ -157,29 +158,91 @@ def test_a_dead_holder_frees_the_queue_at_once(engine):
     assert began and began[0] - killed < 1.0
 
 
+def _write_failure(engine, n: int) -> tuple[Exception | None, float]:
+    """Write on a thread of its own; what it raised (None: it wrote) and how long it took."""
+    outcome: list = []
+
+    def write():
+        started = time.monotonic()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"INSERT INTO t VALUES ({n})"))
+            outcome.append((None, time.monotonic() - started))
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome.append((exc, time.monotonic() - started))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(15)
+    return outcome[0]
+
+
+def _is_locked_error(exc) -> bool:
+    # SQLAlchemy's error, as SQLite's own lock timeout always was (db.is_transient and the
+    # callers that catch SQLAlchemyError rely on it), around SQLite's driver error.
+    return (isinstance(exc, OperationalError) and isinstance(exc.orig, sqlite3.OperationalError)
+            and "locked" in str(exc.orig))
+
+
 def test_threads_give_up_after_the_timeout_with_sqlites_error(engine, monkeypatch):
     monkeypatch.setattr(sqlite_writes, "LOCK_TIMEOUT", 0.2)
     holder = engine.connect()
     holder.execute(text("INSERT INTO t VALUES (7)"))
-    failed = []
-
-    def write():
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("INSERT INTO t VALUES (8)"))
-        except (OperationalError, sqlite3.OperationalError) as exc:
-            failed.append(getattr(exc, "orig", exc))
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    writer.join(10)
+    failed, _ = _write_failure(engine, 8)
     holder.commit()
     holder.close()
-    assert len(failed) == 1 and isinstance(failed[0], sqlite3.OperationalError)
-    assert "locked" in str(failed[0])
+    assert _is_locked_error(failed), repr(failed)
+    assert db.is_transient(failed)
     with engine.begin() as conn:  # the queue works again
         conn.execute(text("INSERT INTO t VALUES (9)"))
         assert conn.execute(text("SELECT n FROM t ORDER BY n")).scalars().all() == [7, 9]
+
+
+def test_a_wait_on_another_process_is_bounded_too(engine, monkeypatch):
+    # A blocking flock cannot be given up: the process's waiter thread blocks on it, the
+    # writer leaves after the timeout, and the waiter gives back what it took later.
+    monkeypatch.setattr(sqlite_writes, "LOCK_TIMEOUT", 0.5)
+    child = _hold_in_child(str(_lock_file(engine)), 2.0)
+    failed, took = _write_failure(engine, 15)
+    assert _is_locked_error(failed), repr(failed)
+    assert 0.4 < took < 1.5, took
+    float(child.stdout.readline())  # the child let go
+    failed, took = _write_failure(engine, 16)
+    assert failed is None and took < 1.0, (failed, took)
+    _end(child)
+    assert not _taken(_lock_file(engine))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM t")).scalars().all() == [16]
+
+
+def test_a_file_system_without_flock_leaves_sqlites_own_lock(engine, monkeypatch, caplog):
+    def refuse(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(sqlite_writes.fcntl, "flock", refuse)
+    for n in (17, 18):
+        failed, _ = _write_failure(engine, n)
+        assert failed is None, repr(failed)
+    warnings = [r for r in caplog.records if "write queue off" in r.getMessage()]
+    assert len(warnings) == 1 and "No locks available" in warnings[0].getMessage()
+
+
+def test_a_failed_commit_then_close_gives_the_turn_back(engine):
+    # SQLAlchemy skips its rollback on return after a failed commit; the pool's reset hook
+    # (db._sqlite_end_transaction) ends the transaction, and with it the turn.
+    lock = _lock_file(engine)
+    conn = engine.connect()
+    conn.execute(text("INSERT INTO t VALUES (19)"))
+    driver = conn.connection.driver_connection
+    driver.commit = lambda: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(OperationalError):
+        conn.commit()
+    del driver.commit
+    assert _taken(lock)
+    conn.close()
+    assert not _taken(lock)
+    failed, took = _write_failure(engine, 20)
+    assert failed is None and took < 1.0, (failed, took)
 
 
 def test_a_waiter_starts_right_after_the_release_not_after_a_backoff(engine):
@@ -229,7 +292,6 @@ def test_a_lock_file_it_cannot_open_leaves_sqlites_own_lock(engine, monkeypatch,
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(sqlite_writes, "_open", refuse)
-    monkeypatch.setattr(sqlite_writes, "_warned", set())
     engine.dispose()  # new connections: none holds a descriptor yet
     for n in (12, 13):
         with engine.begin() as conn:
@@ -239,3 +301,32 @@ def test_a_lock_file_it_cannot_open_leaves_sqlites_own_lock(engine, monkeypatch,
     assert len(warnings) == 1 and "Permission denied" in warnings[0].getMessage()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT n FROM t ORDER BY n")).scalars().all() == [12, 13]
+
+
+def test_a_forked_child_does_not_keep_its_parents_turn(engine):
+    # The child of a process holding the turn inherits the lock file's descriptor; the
+    # child must close it, or the lock would outlive the parent (killed here).
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "from authserver import sqlite_writes\n"
+        f"conn = sqlite_writes.WriteQueuedConnection({engine.url.database!r})\n"
+        "conn.begin_immediate()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "print(child, flush=True)\n"
+        "time.sleep(30)\n")], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2])
+    child = int(holder.stdout.readline())
+    try:
+        assert _taken(_lock_file(engine))
+        _end(holder)
+        deadline = time.monotonic() + 5
+        while _taken(_lock_file(engine)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _taken(_lock_file(engine))
+        failed, took = _write_failure(engine, 21)
+        assert failed is None and took < 1.0, (failed, took)
+    finally:
+        os.kill(child, 9)
