@@ -17,7 +17,7 @@ from datetime import UTC
 from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -146,11 +146,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# An execution option (``reading``): the connection only reads.
+READ_ONLY = "authserver_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only (use it as a context manager). On SQLite its transaction
+    is deferred: in WAL mode a reader never waits for a writer, so checks made before every
+    request or by the balancer (the client cache's counter, /readyz) do not queue behind
+    write transactions. Never write through it (a deferred writer can fail with SQLITE_BUSY
+    without waiting). PostgreSQL: an ordinary connection."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def _sqlite_begin_immediate(conn) -> None:
     # A deferred transaction that reads and then writes fails with SQLITE_BUSY (no retry)
     # when another writer committed in between; taking the write lock up front makes
     # concurrent transactions queue instead (sqlite_writes.py). SQLite is the one-machine
     # default; PostgreSQL (row locks, MVCC) is the target for concurrency.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        return
     try:
         sqlite_writes.begin_immediate(conn.connection.driver_connection)
     except sqlite3.Error as exc:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..db import reading
 from ..models.change_counter import CLIENTS, ChangeCounter, local_changes
 from ..models.client import Client
 
@@ -65,7 +66,7 @@ class ClientCache:
         if now - self._checked_at < self._max_age:
             return
         try:
-            with self._engine.connect() as conn:
+            with reading(self._engine) as conn:  # before requests: never behind a writer
                 counter = conn.execute(_COUNTER).scalar()
         except SQLAlchemyError as exc:
             # Unknown whether anything changed: serve nothing from the cache until a read

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from ..db import retry_transient
+from ..db import reading, retry_transient
 from ..extensions import services
 
 bp = Blueprint("ops", __name__)
@@ -24,7 +24,7 @@ def readyz():
     svc = services()
     checks = {}
     def ping() -> None:
-        with svc.engine.connect() as conn:
+        with reading(svc.engine) as conn:  # never queued behind SQLite's writers
             conn.execute(text("SELECT 1"))
 
     try:
