@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from .. import clock
 from ..config import Settings
-from ..db import retry_transient, transaction
+from ..db import READ_ONLY, retry_transient, transaction
 from ..models.signing_key import ACTIVE, PENDING, RETIRED, SigningKey
 from ..security.aead import Sealer
 from . import rotation
@@ -100,6 +100,9 @@ class KeySet:
         try:
             with self._session_factory() as session:
                 self._maintain(session)
+                # Every few seconds before a request: on SQLite the version (and the keys,
+                # when it moved) are read in a deferred transaction, never behind a writer.
+                session.connection(execution_options={READ_ONLY: True})
                 version = rotation.read_version(session)
                 if force or self._snapshot is None or version != self._snapshot.version:
                     self._snapshot = self._load(session, version)

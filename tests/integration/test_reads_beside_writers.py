@@ -1,7 +1,8 @@
-"""Checks that run before every request or for the balancer read without waiting for a
-writer (db.reading): on SQLite every other transaction takes the write lock up front, and
-would queue behind a write transaction held elsewhere (sqlite_writes.py); on PostgreSQL
-readers never wait for row locks. Real databases, the app's own engine."""
+"""Checks that run before every request (the client cache's counter, the key set's version)
+or for the balancer (/readyz) read without waiting for a writer (db.reading, READ_ONLY): on
+SQLite every other transaction takes the write lock up front, and would queue behind a write
+transaction held elsewhere (sqlite_writes.py); on PostgreSQL readers never wait for row
+locks. Real databases, the app's own engine."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from authserver.oauth.client_cache import ClientCache
 
 
 @pytest.mark.settings(key_refresh_seconds=4)  # no key-set refresh (a writer) during the test
-def test_readiness_and_the_client_counter_check_do_not_wait_for_a_writer(app, client):
+def test_readiness_and_the_before_request_checks_do_not_wait_for_a_writer(app, client):
     engine = app.extensions["authserver"].engine
     assert client.get("/readyz").status_code == 200  # the key set loaded (it writes at first)
     holder = engine.connect()
@@ -33,6 +34,12 @@ def test_readiness_and_the_client_counter_check_do_not_wait_for_a_writer(app, cl
         cache.tick()
         assert time.monotonic() - started < 1.0
         assert cache._counter is not None  # it did read the counter
+
+        keyset = app.extensions["authserver"].keyset
+        started = time.monotonic()
+        keyset.refresh(force=True)  # the version and every key read again
+        assert time.monotonic() - started < 1.0
+        assert keyset.snapshot().signing
     finally:
         holder.rollback()
         holder.close()
