@@ -78,18 +78,18 @@ class _Request:
         self.error: OSError | None = None
         self._done = threading.Event()
         self._guard = threading.Lock()
-        self._abandoned = False
+        self.abandoned = False
 
     def outcome(self, timeout: float) -> bool:
-        """True once the lock is ours; False if the caller leaves first (the waiter then
-        lets it go, and the caller's process turn with it)."""
+        """True once the lock is ours; False if the caller leaves first (``abandoned``: the
+        waiter then lets it go, and the caller's process turn with it)."""
         try:
             self._done.wait(timeout)
         finally:
             with self._guard:
                 if not self._done.is_set():
-                    self._abandoned = True
-        if self._abandoned:
+                    self.abandoned = True
+        if self.abandoned:
             return False
         if self.error is not None:
             raise self.error
@@ -99,7 +99,7 @@ class _Request:
         """The waiter's side: whether the caller has left."""
         with self._guard:
             self.error = error
-            if self._abandoned:
+            if self.abandoned:
                 return True
             self._done.set()
             return False
@@ -125,28 +125,21 @@ class _Queue:
         """Take the file lock within ``timeout``, the caller holding ``turn``. True: both
         are the caller's. False or an exception: the turn is let go (at once, or by the
         waiter once it has taken and dropped the lock for a caller who left)."""
+        request = None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
-        except BaseException:
-            self.turn.release()
-            raise
-        try:
-            request = _Request(fd)
-        except BaseException:
-            self.turn.release()
-            raise
-        self._start_waiter()
-        self._requests.put(request)
-        try:
-            if request.outcome(timeout):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
-        except BaseException:  # the waiter's OSError: it took nothing
-            self.turn.release()
+            except BlockingIOError:
+                pass
+            request = _Request(fd)
+            self._start_waiter()
+            self._requests.put(request)
+            return request.outcome(timeout)
+        except BaseException:  # the waiter's OSError (it took nothing), or ours
+            if request is None or not request.abandoned:
+                self.turn.release()
             raise
-        return False  # the waiter lets the turn go
 
     def _start_waiter(self) -> None:
         if self._waiter is None:
@@ -211,9 +204,19 @@ class WriteQueuedConnection(sqlite3.Connection):
 
     def begin_immediate(self) -> None:
         queued = _queue(self._lock_path) if self._lock_path else None
-        if queued is None or queued.off:
+        if queued is not None and self._take_turn(queued):
+            self._held = queued.turn
+        try:
             self.execute("BEGIN IMMEDIATE")
-            return
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _take_turn(self, queued: _Queue) -> bool:
+        """Wait for our turn (both locks) within LOCK_TIMEOUT; False when this process
+        writes without the queue (SQLite's own lock alone)."""
+        if queued.off:
+            return False
         deadline = time.monotonic() + LOCK_TIMEOUT
         if not queued.turn.acquire(timeout=LOCK_TIMEOUT):
             raise _locked_out()
@@ -222,21 +225,14 @@ class WriteQueuedConnection(sqlite3.Connection):
         except OSError as exc:  # e.g. another user's file
             queued.turn.release()
             queued.switch_off(exc)
-            self.execute("BEGIN IMMEDIATE")
-            return
+            return False
         try:
-            if not queued.take_file(fd, max(0.0, deadline - time.monotonic())):
-                raise _locked_out()
+            if queued.take_file(fd, max(0.0, deadline - time.monotonic())):
+                return True
         except OSError as exc:  # a file system without flock (some network mounts)
             queued.switch_off(exc)
-            self.execute("BEGIN IMMEDIATE")
-            return
-        self._held = queued.turn
-        try:
-            self.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._let_go()
-            raise
+            return False
+        raise _locked_out()
 
     def _file(self) -> int:
         """This process's descriptor of the lock file (one inherited over fork would share
