@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         signer=Signer(keyset),
         audit_sealer=audit.Sealer(session_factory),
         clients=ClientCache(engine, settings.client_cache_seconds),
-        audit_writer=AuditWriter(engine, settings.audit_relay_socket),
+        audit_writer=AuditWriter(engine, settings.audit_relay_socket,
+                                 settings.audit_group_commit_wait_us / 1e6),
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
     app.session_interface = _CookieSessions()

@@ -34,8 +34,10 @@ class AuditUnavailable(RuntimeError):
 
 
 class AuditWriter:
-    def __init__(self, engine: Engine, relay_socket: str = ""):
+    def __init__(self, engine: Engine, relay_socket: str = "", linger: float = 0.0):
+        """``linger``: the group commit wait of this process's own relay (no socket)."""
         self._engine = engine
+        self._linger = linger
         self._relay_socket = relay_socket
         self._local = threading.local()  # each request thread's connection to the relay
         self._own: audit_relay.ThreadRelay | None = None
@@ -90,7 +92,8 @@ class AuditWriter:
         """This process's relay thread (started on first use, again after a fork)."""
         with self._starting:
             if self._own_pid != os.getpid():
-                self._own, self._own_pid = audit_relay.ThreadRelay(self._engine), os.getpid()
+                self._own = audit_relay.ThreadRelay(self._engine, self._linger)
+                self._own_pid = os.getpid()
             return self._own.path
 
     def close(self) -> None:

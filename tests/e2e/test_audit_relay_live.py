@@ -323,3 +323,49 @@ def test_readiness_names_a_relay_that_does_not_answer(live_server, settings):
     finally:
         os.kill(serving, signal.SIGCONT)
     assert wait_for(lambda: server.get("/readyz").status_code == 200, timeout=10)
+
+
+@pytest.mark.settings(audit_group_commit_wait_us=100_000)
+def test_the_relay_process_waits_as_configured_for_events_arriving_together(
+        live_server, settings):
+    """AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US reaches the relay process of `authserver serve`:
+    after a batch of two, a lone event waits the configured 0.1 s for company (the default,
+    2 ms, would answer it at once); the one after it goes at once."""
+    from authserver import audit, audit_relay
+
+    server = live_server(workers=1, threads=2)
+    path = _cmdline(_relay(server)[1])[-1]
+
+    def event(n: int) -> bytes:
+        return audit_relay.frame(audit.event_row(
+            "token.issued", actor="client:e2e-linger", client_id="e2e-linger",
+            details={"grant_type": "client_credentials", "n": n}))
+
+    def answered(conn: socket.socket, frames: bytes, count: int) -> float:
+        started = time.monotonic()
+        conn.sendall(frames)
+        answers = b""
+        while len(answers) < count:
+            chunk = conn.recv(count)
+            assert chunk, "the relay closed the connection"
+            answers += chunk
+        assert answers == audit_relay.COMMITTED * count
+        return time.monotonic() - started
+
+    with contextlib.ExitStack() as stack:
+        conns = []
+        for _ in range(4):  # 4 connected clients: a waiting batch goes once it holds 2
+            conn = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            conn.settimeout(10)
+            conn.connect(path)
+            conns.append(conn)
+        answered(conns[0], event(1) + event(2), 2)  # arriving together
+        assert answered(conns[1], event(3), 1) >= 0.09  # alone after them: it waited
+    engine = db.make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(AuditEvent.seq).where(
+                AuditEvent.client_id == "e2e-linger")).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 3 and all(seq is not None for (seq,) in rows)

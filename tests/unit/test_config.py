@@ -43,6 +43,9 @@ def test_values_are_read_and_typed_from_the_environment():
     ("AUTHSERVER_RATELIMIT_LOGIN", "lots", "AUTHSERVER_RATELIMIT_LOGIN"),
     ("AUTHSERVER_ALLOW_PRIVATE_JWKS_URI", "maybe", "AUTHSERVER_ALLOW_PRIVATE_JWKS_URI"),
     ("AUTHSERVER_ACCESS_TOKEN_ALG", "HS256", "AUTHSERVER_ACCESS_TOKEN_ALG"),
+    ("AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US", "100001", "AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US"),
+    ("AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US", "-1", "AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US"),
+    ("AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US", "2ms", "AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US"),
 ])
 def test_a_bad_value_names_its_variable_in_one_line(variable, value, needle):
     with pytest.raises(ConfigError) as err:
