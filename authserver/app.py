@@ -19,6 +19,7 @@ from .oauth.client_cache import ClientCache
 from .security import material
 from .security.aead import Sealer
 from .security.tokens import Digester
+from .web.in_flight import InFlight
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
                          max_overflow=settings.db_max_overflow)
     session_factory = make_session_factory(engine)
+    in_flight = InFlight()
     mat = material.load(settings.keys_path, settings.kek, settings.pepper)
     sealer = Sealer(mat.keks)
     keyset = KeySet(session_factory, sealer, settings)
@@ -54,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit_sealer=audit.Sealer(session_factory),
         clients=ClientCache(engine, settings.client_cache_seconds),
         audit_writer=AuditWriter(engine, settings.audit_relay_socket,
-                                 settings.audit_group_commit_wait_us / 1e6),
+                                 settings.audit_group_commit_wait_us / 1e6, in_flight),
     )
     app.secret_key = Digester(mat.pepper).digest("flask-session", "cookie-signing-key")
     app.session_interface = _CookieSessions()
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     #    fast_path.py), and outside it the client address and scheme, from only as many
     #    proxy hops as the operator trusts.
     fast_path.install(app)
+    app.wsgi_app = in_flight.wrap(app.wsgi_app)  # the load the audit writer reports
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)

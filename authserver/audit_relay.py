@@ -8,13 +8,16 @@ answers each request: nothing is answered before its event is durable, and a ref
 commit refuses every request of the batch (503 upstream). A batch is written once, sealed
 (``audit.append_sealed``): no second write by the sealer.
 
-Group commit with a bounded wait (``AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US``, 2 ms): once
-batches hold more than one event (requests are arriving together), a batch waits up to that
-long for more before it is written, until it holds half as many events as there are
-connected request threads (at most LINGER_BATCH). Measured (README, Performance): without it
-batches held ~2 events at full load and the relay and PostgreSQL spent ~280 µs of CPU per
-token; with it ~12–16 events and ~90 µs. Events arriving alone (the last batch held one) are
-written at once.
+Group commit with a bounded wait (``AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US``, 2 ms), while
+the workers are busy: once batches hold more than one event, and a worker sending lately had
+BUSY_LOAD or more requests in progress (web/in_flight.py: requests are queued in front of
+it, and its other threads use the CPU while some wait), a batch waits up to that long for
+more events before it is written, until it holds half as many as there are active request
+threads (connections that sent an event lately; at most LINGER_BATCH). Measured (README,
+Performance): without it batches held ~2 events at full load and the relay and PostgreSQL
+spent ~280 µs of CPU per token; with it ~8–10 events and ~110 µs. With few requests in
+progress a wait only adds latency (measured: 4 connections, 26 % fewer tokens/s), so then,
+and for events arriving alone, nothing waits.
 
 Why a process of its own (measured, README Performance): the same work as a writer thread in
 each worker cost ~135 µs of CPU per token in that thread plus the GIL hand-offs it forced on
@@ -22,8 +25,10 @@ the request threads, and batches stayed at ~2 events per worker; the sealer's up
 event was half of PostgreSQL's work per token. Here one thread, no GIL shared with requests,
 batches over all workers.
 
-Protocol, one connection per request thread: a frame is a 4-byte big-endian length and the
-event as JSON (``frame``); the answer is one byte, ``COMMITTED`` or ``REFUSED``. The socket
+Protocol, one connection per request thread: a frame is a 4-byte big-endian header (its top
+byte the sender's load: requests in progress in its process, at most 255; the other three
+the length of what follows) and the event as JSON (``frame``); the answer is one byte,
+``COMMITTED`` or ``REFUSED``. The socket
 lives in a directory only the server's user can enter (``authserver serve`` creates it).
 
 ``authserver serve`` starts ``python -m authserver.audit_relay SOCKET`` (a supervisor that
@@ -62,16 +67,19 @@ COMMITTED, REFUSED = b"\x00", b"\x01"
 MAX_FRAME = 1024 * 1024  # events are a few hundred bytes; a larger frame closes the connection
 MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # one statement
 LINGER_BATCH = 16  # a gathering batch is written once it holds this many events
+ACTIVE_WAITS = 4  # a connection is active while its last event is this many waits old
+BUSY_LOAD = 4  # a worker with this many requests in progress has requests queued
 DRAIN_SECONDS = 30.0  # once told to stop, the longest the relay waits for workers to go
 SOCKET_NAME = "audit.sock"
 _FIELDS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")
 
 
-def frame(event: dict) -> bytes:
-    """An ``audit.event_row`` as one frame."""
+def frame(event: dict, load: int = 0) -> bytes:
+    """An ``audit.event_row`` as one frame, with the sender's ``load`` (requests in progress in
+    its process)."""
     payload = json.dumps({**event, "time": event["time"].isoformat()},
                          separators=(",", ":")).encode()
-    return len(payload).to_bytes(4, "big") + payload
+    return (min(load, 255) << 24 | len(payload)).to_bytes(4, "big") + payload
 
 
 def _event(payload: bytes) -> dict:
@@ -110,6 +118,8 @@ class Relay:
             self._selector.register(stop_when_closed, selectors.EVENT_READ, "parent")
         self._batch: list[tuple[socket.socket, dict]] = []
         self._together = False  # the last batch held more than one event: wait for more
+        self._sent: dict[socket.socket, float] = {}  # each connection's last event (monotonic)
+        self._busy_until = 0.0  # until then a busy worker sent lately (monotonic)
         self._head: audit.Head | None = None  # the chain head this relay wrote last
         self._clients = 0
         self._stop = False
@@ -188,7 +198,8 @@ class Relay:
             return
         buffer += data
         while len(buffer) >= 4:
-            size = int.from_bytes(buffer[:4], "big")
+            header = int.from_bytes(buffer[:4], "big")
+            load, size = header >> 24, header & 0xFFFFFF
             if size > MAX_FRAME:
                 log.warning("audit relay: oversized frame, connection closed")
                 self._disconnect(conn)
@@ -203,19 +214,25 @@ class Relay:
             del buffer[:4 + size]
             try:
                 self._batch.append((conn, _event(payload)))
+                now = self._sent[conn] = time.monotonic()
+                if load >= BUSY_LOAD:
+                    self._busy_until = now + ACTIVE_WAITS * self._linger
             except (ValueError, RecursionError):  # never written: the sender gets REFUSED
                 log.warning("audit relay: malformed event refused")
                 _answer(conn, REFUSED)
 
     def _gather(self) -> None:
         """Group commit: while events arrive together, the batch waits up to ``linger`` until
-        it holds half as many events as there are connected request threads (more seldom
-        come together: every thread is a request in progress; at most LINGER_BATCH). Events
-        arriving alone (the last batch held one) are written at once."""
-        if not (self._together and self._linger):
+        it holds half as many events as there are active request threads (more seldom come
+        together: the others are in the middle of their requests; at most LINGER_BATCH).
+        Only while the workers are busy (module doc): events arriving alone (the last batch
+        held one), or while no busy worker sent lately, are written at once."""
+        now = time.monotonic()
+        if not (self._together and self._linger and now < self._busy_until):
             return
-        want = min(LINGER_BATCH, self._clients // 2)
-        deadline = time.monotonic() + self._linger
+        since = now - ACTIVE_WAITS * self._linger
+        want = min(LINGER_BATCH, sum(1 for t in self._sent.values() if t >= since) // 2)
+        deadline = now + self._linger
         while len(self._batch) < want and not self._stop:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -226,6 +243,7 @@ class Relay:
         # Its events still in the batch are committed; their answers go nowhere.
         self._selector.unregister(conn)
         conn.close()
+        self._sent.pop(conn, None)
         self._clients -= 1
 
     def _take(self) -> list[tuple[socket.socket, dict]]:

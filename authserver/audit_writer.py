@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from . import audit, audit_relay
+from .web.in_flight import InFlight
 
 WAIT_SECONDS = 30.0  # a request never waits longer than this for its event's commit
 
@@ -34,10 +35,13 @@ class AuditUnavailable(RuntimeError):
 
 
 class AuditWriter:
-    def __init__(self, engine: Engine, relay_socket: str = "", linger: float = 0.0):
-        """``linger``: the group commit wait of this process's own relay (no socket)."""
+    def __init__(self, engine: Engine, relay_socket: str = "", linger: float = 0.0,
+                 in_flight: InFlight | None = None):
+        """``linger``: the group commit wait of this process's own relay (no socket);
+        ``in_flight``: this process's requests in progress, reported with each event."""
         self._engine = engine
         self._linger = linger
+        self._in_flight = in_flight
         self._relay_socket = relay_socket
         self._local = threading.local()  # each request thread's connection to the relay
         self._own: audit_relay.ThreadRelay | None = None
@@ -55,7 +59,7 @@ class AuditWriter:
 
     def write(self, event: dict) -> None:
         """Commit one event (``audit.event_row``) and return, or raise AuditUnavailable."""
-        data = audit_relay.frame(event)
+        data = audit_relay.frame(event, self._in_flight.count if self._in_flight else 0)
         conn = self._connection()
         try:
             conn.sendall(data)

@@ -199,9 +199,10 @@ class Settings:
     )
     audit_group_commit_wait_us: int = _setting(
         2000,
-        "Group commit of the audit relay: while issuances' events arrive together, the "
-        "longest (microseconds) a batch waits for more before it is written (fewer, larger "
-        "commits: README, Performance). Events arriving alone never wait. 0: never wait.",
+        "Group commit of the audit relay: while the workers are busy and issuances' events "
+        "arrive together, the longest (microseconds) a batch waits for more before it is "
+        "written (fewer, larger commits: README, Performance). Events arriving alone, or "
+        "while workers have idle threads, never wait. 0: never wait.",
     )
     audit_relay_socket: str = _setting(
         "",

@@ -1,14 +1,20 @@
 """The audit relay's group commit (audit_relay.Relay._gather, AUTHSERVER_AUDIT_GROUP_COMMIT_
-WAIT_US) against the real databases: a relay on a thread, raw connections to its socket.
+WAIT_US) against the real databases: a relay on a thread, raw connections to its socket,
+frames carrying a busy worker's load (audit_relay.BUSY_LOAD) unless a test says otherwise;
+and the load a worker reports (web/in_flight.py) through the app.
 
 Covered:
-- events arriving alone are written at once, however long the wait is set;
+- events arriving alone are written at once, however long the wait is set, and so are those
+  of fewer than four active clients (connections that sent an event lately), and those of
+  workers that are not busy (fewer requests in progress than BUSY_LOAD);
 - once events arrive together, the next batch waits for more and goes as one batch as soon as
-  it holds half as many events as there are connected clients, long before the wait is over;
+  it holds half as many events as there are active clients, long before the wait is over;
 - the wait is bounded: a batch that does not fill is written when the wait is over, and the
   next lone event (the last batch held one) goes at once again;
 - a relay told to stop while a batch waits writes and answers it at once;
-- every event waited for is committed, sealed, and the chain verifies.
+- every event waited for is committed, sealed, and the chain verifies;
+- the app reports its requests in progress with each event: 1 for a lone request, 3 for the
+  last of three requests in progress together.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from sqlalchemy import func, select
 
 from authserver import audit, audit_relay
 from authserver.models import AuditEvent
+from tests.support.oauth import basic, register
 
 COMMITTED = audit_relay.COMMITTED
+BUSY = audit_relay.BUSY_LOAD
 
 
 def _event(n: int) -> dict:
@@ -75,8 +83,8 @@ def _connections(path: str, n: int) -> list[socket.socket]:
     return conns
 
 
-def _send(conn: socket.socket, *events: dict) -> None:
-    conn.sendall(b"".join(audit_relay.frame(ev) for ev in events))
+def _send(conn: socket.socket, *events: dict, load: int = BUSY) -> None:
+    conn.sendall(b"".join(audit_relay.frame(ev, load) for ev in events))
 
 
 def _answers(conn: socket.socket, n: int) -> bytes:
@@ -89,18 +97,23 @@ def _answers(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def _timed(conn: socket.socket, *events: dict) -> float:
+def _timed(conn: socket.socket, *events: dict, load: int = BUSY) -> float:
     """Send the events at once and wait for their answers (all COMMITTED); the seconds taken."""
     started = time.monotonic()
-    _send(conn, *events)
+    _send(conn, *events, load=load)
     assert _answers(conn, len(events)) == COMMITTED * len(events)
     return time.monotonic() - started
 
 
-def _together(conn: socket.socket, batches: list[int]) -> None:
-    """Two events in one batch: the relay now takes events as arriving together."""
-    _timed(conn, _event(0), _event(1))
-    assert batches[-1] == 2, batches
+def _together(conns: list[socket.socket], batches: list[int], load: int = BUSY) -> None:
+    """Each connection sends an event (alone: written at once), then the first sends two in
+    one batch: the relay now takes events as arriving together, from len(conns) active
+    clients."""
+    for n, conn in enumerate(conns):
+        assert _timed(conn, _event(100 + n), load=load) < 2.0
+    _timed(conns[0], _event(0), _event(1), load=load)
+    assert batches == [1] * len(conns) + [2], batches
+    batches.clear()
 
 
 def _assert_chain(app, expected: int) -> None:
@@ -120,12 +133,35 @@ def test_events_arriving_alone_are_written_at_once(app, engine, batches):
     _assert_chain(app, 5)
 
 
-def test_events_arriving_together_wait_and_go_as_one_batch_once_it_is_full(
-        app, engine, batches):
-    # 8 connected clients: a waiting batch goes once it holds 4 events.
+def test_events_of_a_few_active_clients_are_written_at_once(app, engine, batches):
+    # 8 connected, 2 of them active: each waits for its own answer, none would come.
     with _relay(engine, linger=10.0) as (path, _), contextlib.ExitStack() as stack:
         conns = [stack.enter_context(c) for c in _connections(path, 8)]
-        _together(conns[0], batches)
+        _together(conns[:2], batches)
+        for n in range(3):
+            assert _timed(conns[n % 2], _event(n)) < 2.0, n  # not the 10 s wait
+    assert batches == [1, 1, 1], batches
+    _assert_chain(app, 2 + 2 + 3)
+
+
+def test_events_of_workers_that_are_not_busy_are_written_at_once(app, engine, batches):
+    # 8 active clients, together, but no sender had BUSY_LOAD requests in progress: no
+    # request is queued behind them, a wait would only add to their latency.
+    with _relay(engine, linger=10.0) as (path, _), contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(c) for c in _connections(path, 8)]
+        _together(conns, batches, load=BUSY - 1)
+        for n in range(3):
+            assert _timed(conns[1 + n], _event(n), load=BUSY - 1) < 2.0, n
+    assert batches == [1, 1, 1], batches
+    _assert_chain(app, 8 + 2 + 3)
+
+
+def test_events_arriving_together_wait_and_go_as_one_batch_once_it_is_full(
+        app, engine, batches):
+    # 8 active clients: a waiting batch goes once it holds 4 events.
+    with _relay(engine, linger=10.0) as (path, _), contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(c) for c in _connections(path, 8)]
+        _together(conns, batches)
         started = time.monotonic()
         for n, conn in enumerate(conns[1:5]):
             _send(conn, _event(10 + n))
@@ -133,31 +169,107 @@ def test_events_arriving_together_wait_and_go_as_one_batch_once_it_is_full(
         for conn in conns[1:5]:
             assert _answers(conn, 1) == COMMITTED
         waited = time.monotonic() - started
-    assert batches == [2, 4], batches  # without the wait: [2, 1, 1, 1, 1]
+    assert batches == [4], batches  # without the wait: [1, 1, 1, 1]
     assert waited < 5.0  # it went when full, not after the 10 s
-    _assert_chain(app, 6)
+    _assert_chain(app, 8 + 2 + 4)
 
 
 def test_the_wait_is_bounded_and_a_lone_event_after_it_goes_at_once(app, engine, batches):
+    # 4 active clients (for 4 x 0.4 s): a waiting batch would go at 2 events.
     with _relay(engine, linger=0.4) as (path, _), contextlib.ExitStack() as stack:
         conns = [stack.enter_context(c) for c in _connections(path, 8)]
-        _together(conns[0], batches)
+        _together(conns[:4], batches)
         waited = _timed(conns[1], _event(2))  # nobody else comes: written after the wait
         assert 0.35 <= waited < 5.0, waited
         assert _timed(conns[2], _event(3)) < 0.35  # the last batch held one: no wait
-    assert batches == [2, 1, 1], batches
-    _assert_chain(app, 4)
+    assert batches == [1, 1], batches
+    _assert_chain(app, 4 + 2 + 2)
 
 
 def test_a_stopping_relay_writes_a_waiting_batch_at_once(app, engine, batches):
     with _relay(engine, linger=30.0) as (path, relay), contextlib.ExitStack() as stack:
         conns = [stack.enter_context(c) for c in _connections(path, 8)]
-        _together(conns[0], batches)
+        _together(conns[:4], batches)
         _send(conns[1], _event(2))
         time.sleep(0.2)  # it waits for company
         started = time.monotonic()
         relay.stop()
         assert _answers(conns[1], 1) == COMMITTED
         assert time.monotonic() - started < 5.0
-    assert batches == [2, 1], batches
-    _assert_chain(app, 3)
+    assert batches == [1], batches
+    _assert_chain(app, 4 + 2 + 1)
+
+
+class _CaptureRelay:
+    """A relay socket that records each frame's load and answers COMMITTED once ``hold``
+    frames are waiting (so that that many requests are in progress together)."""
+
+    def __init__(self, path: str, hold: int):
+        self.loads: list[int] = []
+        self._hold, self._waiting = hold, []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen(16)
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                head = _answers(conn, 4)
+                if len(head) < 4:
+                    return
+                header = int.from_bytes(head, "big")
+                _answers(conn, header & 0xFFFFFF)
+                with self._lock:
+                    self.loads.append(header >> 24)
+                    self._waiting.append(conn)
+                    if len(self._waiting) >= self._hold:
+                        for waiting in self._waiting:
+                            waiting.sendall(COMMITTED)
+                        self._waiting = []
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_the_app_reports_its_requests_in_progress_with_each_event(settings):
+    from authserver import create_app
+
+    path = os.path.join(tempfile.mkdtemp(prefix="gc-load-"), "capture.sock")
+    relay = _CaptureRelay(path, hold=1)
+    app = create_app(settings.replace(audit_relay_socket=path))
+    try:
+        meta, secret = register(app, scope="a", default_scope="a")
+        headers = basic(meta["client_id"], secret)
+        data = {"grant_type": "client_credentials"}
+        for _ in range(2):  # the first loads the client into the cache (Flask path)
+            assert app.test_client().post("/oauth2/token", data=data,
+                                          headers=headers).status_code == 200
+        assert relay.loads[-1] == 1  # a lone request
+        relay.loads.clear()
+        relay._hold = 3  # answered once three requests are in progress together
+
+        def issue():
+            assert app.test_client().post("/oauth2/token", data=data,
+                                          headers=headers).status_code == 200
+
+        threads = [threading.Thread(target=issue) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        assert sorted(relay.loads)[-1] == 3, relay.loads  # the last of three in progress
+        assert len(relay.loads) == 3
+    finally:
+        app.extensions["authserver"].close()
+        relay.close()
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
