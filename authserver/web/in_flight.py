@@ -19,13 +19,23 @@ class InFlight:
         self._lock = threading.Lock()  # += is not atomic across threads
         self.count = 0
 
-    def wrap(self, app):
-        def counted(environ, start_response):
-            with self._lock:
-                self.count += 1
-            try:
-                return app(environ, start_response)
-            finally:
-                with self._lock:
-                    self.count -= 1
-        return counted
+    def wrap(self, app) -> Counted:
+        return Counted(app, self)
+
+
+class Counted:
+    """WSGI middleware counting the requests in progress in ``in_flight``; ``app`` is the
+    application inside (as ProxyFix's)."""
+
+    def __init__(self, app, in_flight: InFlight):
+        self.app, self._in_flight = app, in_flight
+
+    def __call__(self, environ, start_response):
+        counter = self._in_flight
+        with counter._lock:
+            counter.count += 1
+        try:
+            return self.app(environ, start_response)
+        finally:
+            with counter._lock:
+                counter.count -= 1

@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 from sqlalchemy import select, update
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authserver import create_app, endpoints
 from authserver.models import AuditEvent, Client
 from authserver.oauth import access_tokens
 from authserver.web.fast_path import FastPath
+from authserver.web.in_flight import Counted
 from tests.support.oauth import basic, register
 
 CC = {"grant_type": "client_credentials"}
@@ -31,10 +33,13 @@ VOLATILE = {"X-Request-ID", "Content-Length", "Date", "Server"}
 def _reaching_flask(app) -> list[str]:
     """Paths of the requests the fast path handed to Flask (it answered the others)."""
     seen: list[str] = []
-    fast = app.wsgi_app
-    fast = getattr(fast, "app", fast)  # inside ProxyFix when proxies are trusted
+    outer = app.wsgi_app
+    if isinstance(outer, ProxyFix):  # when proxies are trusted
+        outer = outer.app
+    assert isinstance(outer, Counted)  # the in-flight count (web/in_flight.py)
+    fast = outer.app
     assert isinstance(fast, FastPath) == app.extensions["authserver"].settings.fast_path
-    inner = fast._flask if isinstance(fast, FastPath) else app.wsgi_app
+    inner = fast._flask if isinstance(fast, FastPath) else fast
 
     def counting(environ, start_response):
         seen.append(environ["PATH_INFO"])
@@ -43,7 +48,7 @@ def _reaching_flask(app) -> list[str]:
     if isinstance(fast, FastPath):
         fast._flask = counting
     else:
-        app.wsgi_app = counting
+        outer.app = counting
     return seen
 
 
