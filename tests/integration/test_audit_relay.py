@@ -39,6 +39,7 @@ from authserver.models import AuditEvent
 from authserver.models.audit_event import AuditChainHead
 from tests.support.databases import refusing_token_events
 from tests.support.polling import wait_for
+from tests.support.sockets import recv_exactly
 
 COMMITTED, REFUSED = audit_relay.COMMITTED, audit_relay.REFUSED
 
@@ -62,20 +63,10 @@ def _connect(path: str) -> socket.socket:
     return conn
 
 
-def _recv_exactly(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def _send(conn: socket.socket, *events: dict) -> bytes:
     """Send the events' frames at once (one batch at the relay) and read their answers."""
     conn.sendall(b"".join(audit_relay.frame(ev) for ev in events))
-    return _recv_exactly(conn, len(events))
+    return recv_exactly(conn, len(events))
 
 
 def _count(app) -> int:
@@ -165,11 +156,12 @@ class _FakeRelay:
         frame_index = 0
         with contextlib.suppress(OSError):
             while True:
-                head = _recv_exactly(conn, 4)
+                head = recv_exactly(conn, 4)
                 if len(head) < 4:
                     self.closed_by_client.add(index)
                     return
-                self.frames.append((index, _recv_exactly(conn, int.from_bytes(head, "big"))))
+                size = int.from_bytes(head, "big") & 0xFFFFFF  # the top byte: the load
+                self.frames.append((index, recv_exactly(conn, size)))
                 answer = self._answer(index, frame_index)
                 frame_index += 1
                 if answer == "close":
@@ -222,7 +214,7 @@ def test_a_malformed_event_is_refused_and_nothing_is_written(app, relay, payload
     conn = _connect(relay.path)
     try:
         conn.sendall(_raw(payload))
-        assert _recv_exactly(conn, 1) == REFUSED
+        assert recv_exactly(conn, 1) == REFUSED
         assert _count(app) == 0
         # The same connection, the one opened before, and a new one all still commit.
         assert _send(conn, _event(1)) == COMMITTED
@@ -240,7 +232,7 @@ def test_deeply_nested_json_is_refused_and_the_relay_survives(app, relay):
     frame must be refused like any other malformed one, not end the relay's loop."""
     with _connect(relay.path) as conn:
         conn.sendall(_raw(b"[" * 5000))
-        assert _recv_exactly(conn, 1) == REFUSED
+        assert recv_exactly(conn, 1) == REFUSED
     assert _count(app) == 0
     with _connect(relay.path) as conn:
         assert _send(conn, _event(1)) == COMMITTED
@@ -545,7 +537,7 @@ def test_a_ping_is_answered_and_writes_nothing(app, relay):
     before = _count(app)
     with _connect(relay.path) as conn:
         conn.sendall(audit_relay.PING)
-        assert _recv_exactly(conn, 1) == COMMITTED
+        assert recv_exactly(conn, 1) == COMMITTED
         assert _count(app) == before
         assert _send(conn, _event(1)) == COMMITTED
     assert _count(app) == before + 1

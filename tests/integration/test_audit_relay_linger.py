@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from authserver import audit, audit_relay
 from authserver.models import AuditEvent
 from tests.support.oauth import basic, register
+from tests.support.sockets import recv_exactly
 
 COMMITTED = audit_relay.COMMITTED
 BUSY = audit_relay.BUSY_LOAD
@@ -87,21 +88,11 @@ def _send(conn: socket.socket, *events: dict, load: int = BUSY) -> None:
     conn.sendall(b"".join(audit_relay.frame(ev, load) for ev in events))
 
 
-def _answers(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def _timed(conn: socket.socket, *events: dict, load: int = BUSY) -> float:
     """Send the events at once and wait for their answers (all COMMITTED); the seconds taken."""
     started = time.monotonic()
     _send(conn, *events, load=load)
-    assert _answers(conn, len(events)) == COMMITTED * len(events)
+    assert recv_exactly(conn, len(events)) == COMMITTED * len(events)
     return time.monotonic() - started
 
 
@@ -167,7 +158,7 @@ def test_events_arriving_together_wait_and_go_as_one_batch_once_it_is_full(
             _send(conn, _event(10 + n))
             time.sleep(0.05)  # one by one, as requests finish
         for conn in conns[1:5]:
-            assert _answers(conn, 1) == COMMITTED
+            assert recv_exactly(conn, 1) == COMMITTED
         waited = time.monotonic() - started
     assert batches == [4], batches  # without the wait: [1, 1, 1, 1]
     assert waited < 5.0  # it went when full, not after the 10 s
@@ -194,7 +185,7 @@ def test_a_stopping_relay_writes_a_waiting_batch_at_once(app, engine, batches):
         time.sleep(0.2)  # it waits for company
         started = time.monotonic()
         relay.stop()
-        assert _answers(conns[1], 1) == COMMITTED
+        assert recv_exactly(conns[1], 1) == COMMITTED
         assert time.monotonic() - started < 5.0
     assert batches == [1], batches
     _assert_chain(app, 4 + 2 + 1)
@@ -224,11 +215,11 @@ class _CaptureRelay:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             while True:
-                head = _answers(conn, 4)
+                head = recv_exactly(conn, 4)
                 if len(head) < 4:
                     return
                 header = int.from_bytes(head, "big")
-                _answers(conn, header & 0xFFFFFF)
+                recv_exactly(conn, header & 0xFFFFFF)
                 with self._lock:
                     self.loads.append(header >> 24)
                     self._waiting.append(conn)
