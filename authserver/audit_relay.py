@@ -28,8 +28,8 @@ batches over all workers.
 Protocol, one connection per request thread: a frame is a 4-byte big-endian header (its top
 byte the sender's load: requests in progress in its process, at most 255; the other three
 the length of what follows) and the event as JSON (``frame``); the answer is one byte,
-``COMMITTED`` or ``REFUSED``. The socket
-lives in a directory only the server's user can enter (``authserver serve`` creates it).
+``COMMITTED`` or ``REFUSED``. The socket lives in a directory only the server's user can
+enter (``authserver serve`` creates it).
 
 ``authserver serve`` starts ``python -m authserver.audit_relay SOCKET`` (a supervisor that
 restarts the relay if it dies) before its workers and stops it after them by closing its
@@ -68,7 +68,7 @@ MAX_FRAME = 1024 * 1024  # events are a few hundred bytes; a larger frame closes
 MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # one statement
 LINGER_BATCH = 16  # a gathering batch is written once it holds this many events
 ACTIVE_WAITS = 4  # a connection is active while its last event is this many waits old
-BUSY_LOAD = 4  # a worker with this many requests in progress has requests queued
+BUSY_LOAD = 4  # requests in progress that make a worker busy (all threads of the default 4)
 DRAIN_SECONDS = 30.0  # once told to stop, the longest the relay waits for workers to go
 SOCKET_NAME = "audit.sock"
 _FIELDS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")

@@ -20,12 +20,15 @@ import os
 import select
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from . import audit, audit_relay
-from .web.in_flight import InFlight
+
+if TYPE_CHECKING:
+    from .web.in_flight import InFlight
 
 WAIT_SECONDS = 30.0  # a request never waits longer than this for its event's commit
 

@@ -255,8 +255,9 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT: must be text or json")
         if self.db_pool_size < 1:
             raise ConfigError(f"{PREFIX}DB_POOL_SIZE: must be at least 1")
-        if self.audit_group_commit_wait_us > 100_000:
-            raise ConfigError(f"{PREFIX}AUDIT_GROUP_COMMIT_WAIT_US: at most 100000 (0.1 s)")
+        if not 0 <= self.audit_group_commit_wait_us <= 100_000:
+            raise ConfigError(f"{PREFIX}AUDIT_GROUP_COMMIT_WAIT_US: between 0 and 100000 "
+                              "(0.1 s)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:

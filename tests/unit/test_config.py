@@ -66,3 +66,10 @@ def test_settings_are_frozen():
     s = Settings()
     with pytest.raises(AttributeError):
         s.issuer = "https://evil.example.com"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("wait", [-1, 100_001])
+def test_the_group_commit_wait_is_bounded_however_settings_are_built(wait):
+    with pytest.raises(ConfigError, match="AUDIT_GROUP_COMMIT_WAIT_US"):
+        Settings(audit_group_commit_wait_us=wait)
+    assert Settings(audit_group_commit_wait_us=0).audit_group_commit_wait_us == 0
