@@ -39,7 +39,7 @@ from authserver.models import AuditEvent
 from authserver.models.audit_event import AuditChainHead
 from tests.support.databases import refusing_token_events
 from tests.support.polling import wait_for
-from tests.support.sockets import recv_exactly
+from tests.support.relays import FakeRelay, recv_exactly, relay_thread
 
 COMMITTED, REFUSED = audit_relay.COMMITTED, audit_relay.REFUSED
 
@@ -107,81 +107,6 @@ def socket_dir():
     path = tempfile.mkdtemp(prefix="relay-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _relay_at(engine, path: str):
-    """A relay on a thread at a path of our choosing (a restart reuses the path, as the
-    supervisor of `authserver serve` does)."""
-    relay = audit_relay.Relay(engine, path)
-    thread = threading.Thread(target=relay.serve, name="test-relay", daemon=True)
-    thread.start()
-    try:
-        yield relay
-    finally:
-        relay.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        os.unlink(path)
-
-
-class _FakeRelay:
-    """A relay we script: ``answer(connection_index, frame_index)`` gives the byte to send,
-    None to stay silent, or "close" to close the connection without answering."""
-
-    def __init__(self, path: str, answer):
-        self.path, self._answer = path, answer
-        self.frames: list[tuple[int, bytes]] = []  # (connection index, payload)
-        self.closed_by_client: set[int] = set()
-        self._conns: list[socket.socket] = []
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
-        self._listener.listen(8)
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(len(self._conns) - 1, conn),
-                                 daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, index: int, conn: socket.socket) -> None:
-        frame_index = 0
-        with contextlib.suppress(OSError):
-            while True:
-                head = recv_exactly(conn, 4)
-                if len(head) < 4:
-                    self.closed_by_client.add(index)
-                    return
-                size = int.from_bytes(head, "big") & 0xFFFFFF  # the top byte: the load
-                self.frames.append((index, recv_exactly(conn, size)))
-                answer = self._answer(index, frame_index)
-                frame_index += 1
-                if answer == "close":
-                    conn.shutdown(socket.SHUT_RDWR)
-                    return
-                if answer is not None:
-                    conn.sendall(answer)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
-        self._listener.close()
-        for conn in self._conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        for t in self._threads:
-            t.join(timeout=5)
-
-
 
 
 # -- malformed input ---------------------------------------------------------------------------
@@ -386,11 +311,11 @@ def test_the_writer_reconnects_to_a_restarted_relay(app, engine, socket_dir):
     path = os.path.join(socket_dir, audit_relay.SOCKET_NAME)
     writer = AuditWriter(engine, relay_socket=path)
     try:
-        with _relay_at(engine, path):
+        with relay_thread(engine, path):
             writer.write(_event(1))
         # The relay is gone (its connections closed) and another listens on the same path:
         # the held connection is stale, the next write must not fail on it.
-        with _relay_at(engine, path):
+        with relay_thread(engine, path):
             writer.write(_event(2))
             writer.write(_event(3))
     finally:
@@ -424,7 +349,7 @@ def test_a_relay_that_never_answers_fails_the_write_and_its_late_answer_is_dropp
             return None if frame_index == 0 else REFUSED
         return COMMITTED
 
-    fake = _FakeRelay(path, answer)
+    fake = FakeRelay(path, answer)
     writer = AuditWriter(engine, relay_socket=path)
     try:
         started = time.monotonic()
@@ -445,7 +370,7 @@ def test_a_relay_that_never_answers_fails_the_write_and_its_late_answer_is_dropp
 
 def test_a_relay_closing_without_an_answer_fails_that_write_only(engine, socket_dir):
     path = os.path.join(socket_dir, "fake.sock")
-    fake = _FakeRelay(path, lambda conn, frame: "close" if conn == 0 else COMMITTED)
+    fake = FakeRelay(path, lambda conn, frame: "close" if conn == 0 else COMMITTED)
     writer = AuditWriter(engine, relay_socket=path)
     try:
         with pytest.raises(AuditUnavailable):  # whether it committed is unknown: 503

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from authserver import audit, audit_relay
 from authserver.models import AuditEvent
 from tests.support.oauth import basic, register
-from tests.support.sockets import recv_exactly
+from tests.support.relays import FakeRelay, recv_exactly, relay_thread
 
 COMMITTED = audit_relay.COMMITTED
 BUSY = audit_relay.BUSY_LOAD
@@ -62,15 +62,10 @@ def batches(monkeypatch) -> list[int]:
 @contextlib.contextmanager
 def _relay(engine, linger: float):
     path = os.path.join(tempfile.mkdtemp(prefix="gc-test-"), "audit.sock")
-    relay = audit_relay.Relay(engine, path, linger=linger)
-    thread = threading.Thread(target=relay.serve, name="test-relay", daemon=True)
-    thread.start()
     try:
-        yield path, relay
+        with relay_thread(engine, path, linger) as relay:
+            yield path, relay
     finally:
-        relay.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
         shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
@@ -191,52 +186,22 @@ def test_a_stopping_relay_writes_a_waiting_batch_at_once(app, engine, batches):
     _assert_chain(app, 4 + 2 + 1)
 
 
-class _CaptureRelay:
-    """A relay socket that records each frame's load and answers COMMITTED once ``hold``
-    frames are waiting (so that that many requests are in progress together)."""
-
-    def __init__(self, path: str, hold: int):
-        self.loads: list[int] = []
-        self._hold, self._waiting = hold, []
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
-        self._listener.listen(16)
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            while True:
-                head = recv_exactly(conn, 4)
-                if len(head) < 4:
-                    return
-                header = int.from_bytes(head, "big")
-                recv_exactly(conn, header & 0xFFFFFF)
-                with self._lock:
-                    self.loads.append(header >> 24)
-                    self._waiting.append(conn)
-                    if len(self._waiting) >= self._hold:
-                        for waiting in self._waiting:
-                            waiting.sendall(COMMITTED)
-                        self._waiting = []
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 def test_the_app_reports_its_requests_in_progress_with_each_event(settings):
     from authserver import create_app
 
     path = os.path.join(tempfile.mkdtemp(prefix="gc-load-"), "capture.sock")
-    relay = _CaptureRelay(path, hold=1)
+    hold, waiting, lock = [1], [], threading.Lock()
+
+    def answer(index: int, _frame: int) -> None:
+        """COMMITTED once ``hold`` frames are waiting (that many requests in progress)."""
+        with lock:
+            waiting.append(index)
+            if len(waiting) >= hold[0]:
+                for i in waiting:
+                    relay.send(i, COMMITTED)
+                waiting.clear()
+
+    relay = FakeRelay(path, answer)
     app = create_app(settings.replace(audit_relay_socket=path))
     try:
         meta, secret = register(app, scope="a", default_scope="a")
@@ -247,7 +212,7 @@ def test_the_app_reports_its_requests_in_progress_with_each_event(settings):
                                           headers=headers).status_code == 200
         assert relay.loads[-1] == 1  # a lone request
         relay.loads.clear()
-        relay._hold = 3  # answered once three requests are in progress together
+        hold[0] = 3  # answered once three requests are in progress together
 
         def issue():
             assert app.test_client().post("/oauth2/token", data=data,
