@@ -331,25 +331,70 @@ class ThreadRelay:
 
 class RelayProcess:
     """Started by ``authserver serve`` before its workers: a private directory, the socket's
-    path in AUTHSERVER_AUDIT_RELAY_SOCKET for the workers, the supervisor process."""
+    path in AUTHSERVER_AUDIT_RELAY_SOCKET for the workers, the supervisor process, and a
+    thread that starts the supervisor again if it dies (killed alone, its relay would drain
+    and exit with nothing left to restart either: every client-credentials token refused
+    until the server restarts)."""
 
     ENV = "AUTHSERVER_AUDIT_RELAY_SOCKET"
+    RESTART_DELAY = 0.5  # seconds between a supervisor's death and its successor
 
     def __init__(self, timeout: float = 30.0):
         self.path = os.path.join(private_dir(), SOCKET_NAME)
-        self._process = _child([self.path])
-        deadline = time.monotonic() + timeout
+        self._timeout = timeout
+        self._lock = threading.Lock()  # a restart and stop() one at a time
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the watcher
+        self._process = self._start()
+        os.environ[self.ENV] = self.path
+        threading.Thread(target=self._watch, name="audit-relay-watcher", daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:
+        process = _child([self.path])
+        deadline = time.monotonic() + self._timeout
         while not answers(self.path, timeout=1.0):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop(timeout=5)
+            if process.poll() is not None or time.monotonic() > deadline:
+                _stop(process, timeout=5)
                 raise RuntimeError("the audit relay did not start (see its log above)")
             time.sleep(0.05)
-        os.environ[self.ENV] = self.path
+        return process
+
+    def _watch(self) -> None:
+        """Wait for the supervisor's end of its stdin pipe to close (it died: the pipe reports
+        an error to the writer) or for stop(); start a new supervisor on the same path. The
+        old relay may still drain its workers' connections meanwhile: two writers of the
+        chain are safe (audit.append_sealed), and the workers reconnect once it is gone."""
+        running = True
+        while True:
+            if running:
+                watched = select.poll()
+                watched.register(self._process.stdin, select.POLLERR | select.POLLHUP)
+                watched.register(self._wake_r, select.POLLIN)
+                watched.poll()
+            time.sleep(self.RESTART_DELAY)
+            with self._lock:
+                if self._stopping:
+                    return
+                if running:
+                    log.error("audit relay supervisor exited (status %s); starting it again",
+                              self._process.poll())
+                    with contextlib.suppress(OSError):
+                        self._process.stdin.close()
+                try:
+                    self._process = self._start()
+                    running = True
+                except (OSError, RuntimeError) as exc:  # tried again after the delay
+                    log.error("audit relay did not start again (%s)", type(exc).__name__)
+                    running = False
 
     def stop(self, timeout: float = DRAIN_SECONDS + 10) -> None:
         """After the workers: the relay answers what is left, then exits."""
-        _stop(self._process, timeout)
-        _remove(self.path)
+        with self._lock:
+            self._stopping = True
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+            _stop(self._process, timeout)
+            _remove(self.path)
 
 
 def private_dir() -> str:

@@ -478,3 +478,27 @@ def test_a_socket_nobody_serves_does_not_answer(socket_dir):
         assert not audit_relay.answers(path, timeout=0.3)
         assert time.monotonic() - started < 2
     assert not audit_relay.answers(path)  # nothing listens at all
+
+
+@pytest.mark.settings(audit_relay_socket="/nonexistent/authserver-audit/audit.sock",
+                      ratelimit_token="1000/minute")
+def test_without_its_relay_an_app_is_unready_and_refuses_tokens(app, client):
+    """An app told to use a relay that is not there (`authserver serve` starts a new one when
+    it dies: tests/e2e/test_audit_relay_live.py): /readyz answers 503 naming the relay, so a
+    balancer takes the instance out, and client-credentials tokens are refused with 503."""
+    from tests.support.factories import basic_auth, make_client
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"] == {"database": "ok", "keys": "ok",
+                                          "audit_relay": "unreachable"}
+    cc, secret = make_client(app, scope="a", default_scope="a")
+    # The first issuance loads the client through Flask (its event commits with that
+    # request's transaction); the next ones (the fast path) need the relay and are refused.
+    statuses = []
+    for _ in range(3):
+        response = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                               headers=basic_auth(cc["client_id"], secret))
+        statuses.append(response.status_code)
+    assert statuses == [200, 503, 503], statuses
+    assert response.get_json()["error"] == "temporarily_unavailable"
