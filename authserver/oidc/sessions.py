@@ -20,11 +20,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit, clock
-from ..models import BrowserSession, User
+from ..models import BrowserSession, RefreshFamily, User
 from ..security import tokens
 from ..security.tokens import Digester
 
 COOKIE_NAME = "authserver_session"
+LOGOUT = "logout"  # the reason of a session ended by the person (end_session_endpoint)
+OFFLINE_ACCESS = "offline_access"
 _PURPOSE = "browser-session"
 
 
@@ -88,7 +90,8 @@ def load(db: Session, digester: Digester, cookie_value: str | None) -> SignedIn 
 
 def end(db: Session, record: BrowserSession, *, reason: str) -> bool:
     """End a session and audit ``session.ended``; False when it had already ended.
-    The conditional UPDATE makes two concurrent logouts record one event."""
+    The conditional UPDATE makes two concurrent logouts record one event. A logout also
+    revokes the session's online grants (``revoke_online_grants``)."""
     now = clock.now()
     result = db.execute(
         update(BrowserSession)
@@ -99,9 +102,33 @@ def end(db: Session, record: BrowserSession, *, reason: str) -> bool:
     if result.rowcount != 1:
         return False
     record.ended_at = now
-    audit.record(db, "session.ended", actor=f"user:{record.user_id}",
-                 details={"sid": record.sid, "reason": reason})
+    details = {"sid": record.sid, "reason": reason}
+    if reason == LOGOUT:
+        details["refresh_families_revoked"] = revoke_online_grants(db, record, now)
+    audit.record(db, "session.ended", actor=f"user:{record.user_id}", details=details)
     return True
+
+
+def revoke_online_grants(db: Session, record: BrowserSession, now: datetime) -> int:
+    """Revoke the refresh families this session started without ``offline_access`` (OIDC
+    Core §11: only an offline grant outlives the person's session; node-oidc-provider and
+    Keycloak do the same at logout), and with them their access tokens (``grant_id``).
+    A session replaced by a new sign-in keeps them: re-authenticating (``prompt=login``)
+    must not cut off the person's apps. Returns how many were revoked."""
+    rows = db.execute(
+        select(RefreshFamily.id, RefreshFamily.scope)
+        .where(RefreshFamily.user_id == record.user_id,  # indexed; few rows per person
+               RefreshFamily.session_sid == record.sid, RefreshFamily.revoked_at.is_(None))
+    ).all()
+    online = [family_id for family_id, scope in rows if OFFLINE_ACCESS not in scope.split()]
+    if online:
+        db.execute(
+            update(RefreshFamily)
+            .where(RefreshFamily.id.in_(online), RefreshFamily.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=LOGOUT)
+            .execution_options(synchronize_session=False)
+        )
+    return len(online)
 
 
 def find_by_sid(db: Session, sid: str) -> BrowserSession | None:

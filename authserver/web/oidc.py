@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, jsonify, redirect, request
 from .. import endpoints
 from ..extensions import db_session, services
 from ..oidc import login as login_service
-from ..oidc import logout, userinfo
+from ..oidc import logout, sessions, userinfo
 from . import browser
 
 bp = Blueprint("oidc", __name__)
@@ -69,7 +69,7 @@ def _signed_out(req: logout.LogoutRequest):
 def _end(req: logout.LogoutRequest):
     signed = browser.current_session()
     if signed is not None:
-        login_service.sign_out(db_session(), signed.record, reason="logout")
+        login_service.sign_out(db_session(), signed.record, reason=sessions.LOGOUT)
         browser.forget_current_session()
         browser.rotate_csrf()
     return _signed_out(req)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from authserver.extensions import services
 from authserver.models import BrowserSession
 from authserver.oidc.sessions import COOKIE_NAME
@@ -9,10 +11,17 @@ from tests.support.browser import (
     audit_events,
     authorization_params,
     csrf_token,
+    exchange,
+    get_code,
     hidden_fields,
+    introspect,
+    make_person,
+    make_rp,
     pkce_pair,
     query_of,
+    refresh,
     session_cookie,
+    sign_in,
     signed_in_tokens,
 )
 
@@ -102,3 +111,59 @@ def test_a_hint_for_someone_else_needs_confirmation(app, client):
     response = client.get("/oauth2/logout", query_string={
         "id_token_hint": body["id_token"], "post_logout_redirect_uri": BYE})
     assert response.status_code == 200 and "Sign out?" in response.get_data(as_text=True)
+
+
+# -- what a logout revokes (OIDC Core §11: only offline grants outlive the session) ------------
+
+def _logout(client, id_token: str):
+    response = client.get("/oauth2/logout", query_string={
+        "id_token_hint": id_token, "post_logout_redirect_uri": BYE})
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+
+
+def _tokens(app, client, rp, secret, scope: str = "openid profile email") -> dict:
+    code, verifier, _ = get_code(client, rp, scope=scope)
+    response = exchange(client, rp, secret, code, verifier)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_logout_revokes_the_sessions_refresh_tokens_and_their_access_tokens(app, client):
+    rp, secret, body = signed_in_tokens(app, client, post_logout_redirect_uris=[BYE])
+    assert introspect(app, body["access_token"])["active"] is True
+    _logout(client, body["id_token"])
+    refused = refresh(client, rp, secret, body["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    assert introspect(app, body["access_token"])["active"] is False
+    assert introspect(app, body["refresh_token"], (rp["client_id"], secret))["active"] is False
+    (event,) = audit_events(app, "session.ended")
+    assert json.loads(event.details)["refresh_families_revoked"] == 1
+
+
+def test_an_offline_access_grant_outlives_the_logout(app, client):
+    make_person(app)
+    rp, secret = make_rp(app, skip_consent=True, post_logout_redirect_uris=[BYE])
+    sign_in(client)
+    offline = _tokens(app, client, rp, secret, scope="openid offline_access")
+    online = _tokens(app, client, rp, secret)
+    _logout(client, online["id_token"])
+    assert refresh(client, rp, secret, online["refresh_token"]).status_code == 400
+    kept = refresh(client, rp, secret, offline["refresh_token"])
+    assert kept.status_code == 200, kept.get_json()
+    assert introspect(app, offline["access_token"])["active"] is True
+    (event,) = audit_events(app, "session.ended")
+    assert json.loads(event.details)["refresh_families_revoked"] == 1
+
+
+def test_a_logout_leaves_the_grants_of_the_persons_other_sessions(app, client):
+    make_person(app)
+    rp, secret = make_rp(app, skip_consent=True, post_logout_redirect_uris=[BYE])
+    sign_in(client)
+    here = _tokens(app, client, rp, secret)
+    other_browser = app.test_client()
+    sign_in(other_browser)
+    there = _tokens(app, other_browser, rp, secret)
+    _logout(client, here["id_token"])
+    assert refresh(client, rp, secret, here["refresh_token"]).status_code == 400
+    kept = refresh(other_browser, rp, secret, there["refresh_token"])
+    assert kept.status_code == 200, kept.get_json()
