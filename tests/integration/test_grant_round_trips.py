@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from authserver.extensions import services
-from tests.support.browser import exchange, get_code, make_person, make_rp, refresh, sign_in
+from tests.support.browser import exchange, get_code, refresh, signed_in_rp
 
 GRANT_TABLES = ("refresh_tokens", "refresh_families", "users", "authorization_codes")
 
@@ -33,15 +33,8 @@ def _statements(app):
         event.remove(engine, "before_cursor_execute", record)
 
 
-def _signed_in_rp(app, client):
-    make_person(app)
-    rp, secret = make_rp(app, skip_consent=True)
-    sign_in(client)
-    return rp, secret
-
-
 def test_a_code_exchange_reads_the_code_and_its_user_in_one_statement(app, client):
-    rp, secret = _signed_in_rp(app, client)
+    rp, secret = signed_in_rp(app, client)
     code, verifier, _ = get_code(client, rp)
     with _statements(app) as seen:
         response = exchange(client, rp, secret, code, verifier)
@@ -53,7 +46,7 @@ def test_a_code_exchange_reads_the_code_and_its_user_in_one_statement(app, clien
 
 
 def test_a_refresh_reads_its_token_family_and_user_in_one_statement(app, client):
-    rp, secret = _signed_in_rp(app, client)
+    rp, secret = signed_in_rp(app, client)
     code, verifier, _ = get_code(client, rp)
     first = exchange(client, rp, secret, code, verifier).get_json()
     with _statements(app) as seen:

@@ -15,13 +15,12 @@ from tests.support.browser import (
     get_code,
     hidden_fields,
     introspect,
-    make_person,
-    make_rp,
     pkce_pair,
     query_of,
     refresh,
     session_cookie,
     sign_in,
+    signed_in_rp,
     signed_in_tokens,
 )
 
@@ -103,7 +102,7 @@ def test_logout_without_a_session_still_returns_to_the_client(app, client):
 
 
 def test_a_hint_for_someone_else_needs_confirmation(app, client):
-    from tests.support.browser import make_person, sign_in
+    from tests.support.browser import make_person
 
     _, _, body = signed_in_tokens(app, client, post_logout_redirect_uris=[BYE])
     make_person(app, "bob")
@@ -141,9 +140,7 @@ def test_logout_revokes_the_sessions_refresh_tokens_and_their_access_tokens(app,
 
 
 def test_an_offline_access_grant_outlives_the_logout(app, client):
-    make_person(app)
-    rp, secret = make_rp(app, skip_consent=True, post_logout_redirect_uris=[BYE])
-    sign_in(client)
+    rp, secret = signed_in_rp(app, client, post_logout_redirect_uris=[BYE])
     offline = _tokens(app, client, rp, secret, scope="openid offline_access")
     online = _tokens(app, client, rp, secret)
     _logout(client, online["id_token"])
@@ -156,9 +153,7 @@ def test_an_offline_access_grant_outlives_the_logout(app, client):
 
 
 def test_a_logout_leaves_the_grants_of_the_persons_other_sessions(app, client):
-    make_person(app)
-    rp, secret = make_rp(app, skip_consent=True, post_logout_redirect_uris=[BYE])
-    sign_in(client)
+    rp, secret = signed_in_rp(app, client, post_logout_redirect_uris=[BYE])
     here = _tokens(app, client, rp, secret)
     other_browser = app.test_client()
     sign_in(other_browser)

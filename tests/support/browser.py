@@ -167,12 +167,19 @@ def introspect(app, token: str, as_client: tuple[str, str] | None = None) -> dic
     return response.get_json()
 
 
-def signed_in_tokens(app, client, **rp_metadata) -> tuple[dict, str, dict]:
-    """A person signed in, a consenting RP, one code exchanged: (rp, secret, token body)."""
+def signed_in_rp(app, client, **rp_metadata) -> tuple[dict, str | None]:
+    """A person signed in at ``client`` and a relying party that skips consent (unless told
+    otherwise): (rp, secret)."""
     make_person(app)
     rp_metadata.setdefault("skip_consent", True)
     rp, secret = make_rp(app, **rp_metadata)
     sign_in(client)
+    return rp, secret
+
+
+def signed_in_tokens(app, client, **rp_metadata) -> tuple[dict, str, dict]:
+    """A person signed in, a consenting RP, one code exchanged: (rp, secret, token body)."""
+    rp, secret = signed_in_rp(app, client, **rp_metadata)
     code, verifier, _ = get_code(client, rp)
     response = exchange(client, rp, secret, code, verifier)
     assert response.status_code == 200, response.get_json()
