@@ -121,14 +121,14 @@ def revoke_online_grants(db: Session, record: BrowserSession, now: datetime) -> 
                RefreshFamily.session_sid == record.sid, RefreshFamily.revoked_at.is_(None))
     ).all()
     online = [family_id for family_id, scope in rows if OFFLINE_ACCESS not in scope.split()]
-    if online:
-        db.execute(
-            update(RefreshFamily)
-            .where(RefreshFamily.id.in_(online), RefreshFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason=LOGOUT)
-            .execution_options(synchronize_session=False)
-        )
-    return len(online)
+    if not online:
+        return 0
+    return db.execute(  # not those revoked meanwhile (a reuse, a consent withdrawn)
+        update(RefreshFamily)
+        .where(RefreshFamily.id.in_(online), RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason=LOGOUT)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def find_by_sid(db: Session, sid: str) -> BrowserSession | None:
