@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
                          max_overflow=settings.db_max_overflow)
     session_factory = make_session_factory(engine)
-    in_flight = InFlight()
+    in_flight = InFlight(settings.worker_threads)
     mat = material.load(settings.keys_path, settings.kek, settings.pepper)
     sealer = Sealer(mat.keks)
     keyset = KeySet(session_factory, sealer, settings)

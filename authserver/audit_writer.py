@@ -62,7 +62,7 @@ class AuditWriter:
 
     def write(self, event: dict) -> None:
         """Commit one event (``audit.event_row``) and return, or raise AuditUnavailable."""
-        data = audit_relay.frame(event, self._in_flight.count if self._in_flight else 0)
+        data = audit_relay.frame(event, self._in_flight.load() if self._in_flight else 0)
         conn = self._connection()
         try:
             conn.sendall(data)

@@ -204,6 +204,12 @@ class Settings:
         "written (fewer, larger commits: README, Performance). Events arriving alone, or "
         "while workers have idle threads, never wait. 0: never wait.",
     )
+    worker_threads: int = _setting(
+        0,
+        "Internal: set by `authserver serve` (and deploy/gunicorn.conf.py) for its workers, "
+        "the request threads of each worker: a worker counts as busy for the audit relay's "
+        "group commit once all of them (or four) are in requests. 0: not known (four).",
+    )
     audit_relay_socket: str = _setting(
         "",
         "Internal: set by `authserver serve` (and deploy/gunicorn.conf.py) for its workers, "
@@ -255,6 +261,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT: must be text or json")
         if self.db_pool_size < 1:
             raise ConfigError(f"{PREFIX}DB_POOL_SIZE: must be at least 1")
+        if not 0 <= self.worker_threads <= 4096:
+            raise ConfigError(f"{PREFIX}WORKER_THREADS: between 0 and 4096")
         if not 0 <= self.audit_group_commit_wait_us <= 100_000:
             raise ConfigError(f"{PREFIX}AUDIT_GROUP_COMMIT_WAIT_US: between 0 and 100000 "
                               "(0.1 s)")

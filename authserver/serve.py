@@ -39,6 +39,7 @@ from gunicorn.app.base import BaseApplication
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus_client reads
 _CREATED_DIR_ENV = "AUTHSERVER_SERVE_METRICS_TMP"  # internal: the directory serve made
+THREADS_ENV = "AUTHSERVER_WORKER_THREADS"  # Settings.worker_threads, for the workers
 
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
 TIMEOUT = 30  # a worker silent this long is killed and replaced
@@ -91,6 +92,8 @@ def on_starting(server) -> None:
         path = tempfile.mkdtemp(prefix="authserver-metrics-")
         os.environ[MULTIPROC_ENV] = path
         os.environ[_CREATED_DIR_ENV] = path
+    if server is not None:  # gunicorn; granian's run_granian sets it itself
+        os.environ[THREADS_ENV] = str(server.cfg.threads)
     if "prometheus_client" in sys.modules and server is not None:
         server.log.warning("prometheus_client was imported before %s was set: /metrics "
                            "will show one worker's samples only", MULTIPROC_ENV)
@@ -217,6 +220,7 @@ def granian_logging(log_format: str) -> dict:
 def run_granian(host: str, port: int, workers: int, threads: int, log_format: str) -> None:
     """granian with WSGI: ``threads`` blocking threads per worker run the app; SIGTERM stops
     accepting and gives in-flight requests ``GRACEFUL_TIMEOUT`` seconds."""
+    os.environ[THREADS_ENV] = str(threads)
     on_starting(None)  # the metrics directory, before any worker imports prometheus_client
     try:
         granian_server("authserver.wsgi:granian_app", host, port, workers, threads,

@@ -405,3 +405,16 @@ def test_the_relay_process_waits_as_configured_for_events_arriving_together(
     finally:
         engine.dispose()
     assert len(rows) == 7 and all(seq is not None for (seq,) in rows)
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "granian"])
+def test_the_workers_know_their_request_threads(live_server, kind):
+    """`serve --threads N` puts N in the server's environment as AUTHSERVER_WORKER_THREADS
+    (Settings.worker_threads: the load each worker reports, web/in_flight.py) before any
+    worker or the relay starts. Forked workers' /proc environ shows only what the server was
+    started with (here the harness's 0); the relay, started by exec in between, shows what
+    they inherited."""
+    server = live_server(server=kind, workers=2, threads=3)
+    supervisor, serving = _relay(server)
+    assert _environ(supervisor).get("AUTHSERVER_WORKER_THREADS") == "3"
+    assert _environ(serving).get("AUTHSERVER_WORKER_THREADS") == "3"

@@ -14,7 +14,8 @@ Covered:
 - a relay told to stop while a batch waits writes and answers it at once;
 - every event waited for is committed, sealed, and the chain verifies;
 - the app reports its requests in progress with each event: 1 for a lone request, 3 for the
-  last of three requests in progress together.
+  last of three requests in progress together; an app of two request threads reports
+  BUSY_LOAD for the last of two (a worker of fewer threads can be busy).
 """
 
 from __future__ import annotations
@@ -187,6 +188,22 @@ def test_a_stopping_relay_writes_a_waiting_batch_at_once(app, engine, batches):
 
 
 def test_the_app_reports_its_requests_in_progress_with_each_event(settings):
+    loads = _loads_reported(settings, together=3)
+    assert loads["lone"] == 1
+    assert sorted(loads["together"])[-1] == 3, loads  # the last of three in progress
+
+
+def test_a_worker_of_two_threads_reports_busy_once_both_are_in_requests(settings):
+    """Fewer threads than BUSY_LOAD (`authserver serve --threads 2`): the last of two
+    requests in progress reports BUSY_LOAD, so the relay may group its events."""
+    loads = _loads_reported(settings.replace(worker_threads=2), together=2)
+    assert loads["lone"] == 1  # one thread idle: not busy
+    assert sorted(loads["together"])[-1] == BUSY, loads
+
+
+def _loads_reported(settings, together: int) -> dict[str, list[int] | int]:
+    """The loads an app's events carry: a lone request's, then those of ``together``
+    requests in progress at once (a capture relay answers once all of them are waiting)."""
     from authserver import create_app
 
     path = os.path.join(tempfile.mkdtemp(prefix="gc-load-"), "capture.sock")
@@ -210,21 +227,21 @@ def test_the_app_reports_its_requests_in_progress_with_each_event(settings):
         for _ in range(2):  # the first loads the client into the cache (Flask path)
             assert app.test_client().post("/oauth2/token", data=data,
                                           headers=headers).status_code == 200
-        assert relay.loads[-1] == 1  # a lone request
+        lone = relay.loads[-1]
         relay.loads.clear()
-        hold[0] = 3  # answered once three requests are in progress together
+        hold[0] = together  # answered once that many requests are in progress together
 
         def issue():
             assert app.test_client().post("/oauth2/token", data=data,
                                           headers=headers).status_code == 200
 
-        threads = [threading.Thread(target=issue) for _ in range(3)]
+        threads = [threading.Thread(target=issue) for _ in range(together)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=20)
-        assert sorted(relay.loads)[-1] == 3, relay.loads  # the last of three in progress
-        assert len(relay.loads) == 3
+        assert len(relay.loads) == together
+        return {"lone": lone, "together": list(relay.loads)}
     finally:
         app.extensions["authserver"].close()
         relay.close()

@@ -73,3 +73,12 @@ def test_the_group_commit_wait_is_bounded_however_settings_are_built(wait):
     with pytest.raises(ConfigError, match="AUDIT_GROUP_COMMIT_WAIT_US"):
         Settings(audit_group_commit_wait_us=wait)
     assert Settings(audit_group_commit_wait_us=0).audit_group_commit_wait_us == 0
+
+
+@pytest.mark.parametrize("threads", [-1, 4097])
+def test_the_worker_threads_are_bounded_however_settings_are_built(threads):
+    with pytest.raises(ConfigError, match="WORKER_THREADS"):
+        Settings(worker_threads=threads)
+    with pytest.raises(ConfigError, match="WORKER_THREADS"):
+        Settings.from_env({"AUTHSERVER_WORKER_THREADS": str(threads)})
+    assert Settings.from_env({"AUTHSERVER_WORKER_THREADS": "2"}).worker_threads == 2
