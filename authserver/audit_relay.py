@@ -9,11 +9,12 @@ commit refuses every request of the batch (503 upstream). A batch is written onc
 (``audit.append_sealed``): no second write by the sealer.
 
 Group commit with a bounded wait (``AUTHSERVER_AUDIT_GROUP_COMMIT_WAIT_US``, 2 ms), while
-the workers are busy: once batches hold more than one event, and a worker sending lately had
-BUSY_LOAD or more requests in progress (web/in_flight.py: requests are queued in front of
-it, and its other threads use the CPU while some wait), a batch waits up to that long for
-more events before it is written, until it holds half as many as there are active request
-threads (connections that sent an event lately; at most LINGER_BATCH). Measured (README,
+the workers are busy: once batches hold more than one event, and a worker sending lately
+reported a load of BUSY_LOAD or more (web/in_flight.py: all its request threads, or four, in
+requests; requests are queued in front of it, and its other threads use the CPU while some
+wait), a batch waits up to that long for more events before it is written, until it holds
+half as many as there are active request threads (connections that sent an event lately; at
+most LINGER_BATCH). Measured (README,
 Performance): without it batches held ~2 events at full load and the relay and PostgreSQL
 spent ~280 µs of CPU per token; with it ~8–10 events and ~110 µs. With few requests in
 progress a wait only adds latency (measured: 4 connections, 26 % fewer tokens/s), so then,
@@ -68,7 +69,7 @@ MAX_FRAME = 1024 * 1024  # events are a few hundred bytes; a larger frame closes
 MAX_BATCH = audit.MAX_ROWS_PER_INSERT  # one statement
 LINGER_BATCH = 16  # a gathering batch is written once it holds this many events
 ACTIVE_WAITS = 4  # a connection is active while its last event is this many waits old
-BUSY_LOAD = 4  # requests in progress that make a worker busy (all threads of the default 4)
+BUSY_LOAD = 4  # the load of a busy worker (InFlight.load: all its threads, or four, in requests)
 DRAIN_SECONDS = 30.0  # once told to stop, the longest the relay waits for workers to go
 SOCKET_NAME = "audit.sock"
 _FIELDS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", "details")
