@@ -14,11 +14,10 @@ reported a load of BUSY_LOAD or more (web/in_flight.py: all its request threads,
 requests; requests are queued in front of it, and its other threads use the CPU while some
 wait), a batch waits up to that long for more events before it is written, until it holds
 half as many as there are active request threads (connections that sent an event lately; at
-most LINGER_BATCH). Measured (README,
-Performance): without it batches held ~2 events at full load and the relay and PostgreSQL
-spent ~280 µs of CPU per token; with it ~8–10 events and ~110 µs. With few requests in
-progress a wait only adds latency (measured: 4 connections, 26 % fewer tokens/s), so then,
-and for events arriving alone, nothing waits.
+most LINGER_BATCH). Measured (README, Performance): without it batches held ~2 events at
+full load and the relay and PostgreSQL spent ~280 µs of CPU per token; with it ~8–10 events
+and ~110 µs. With few requests in progress a wait only adds latency (measured: 4
+connections, 26 % fewer tokens/s), so then, and for events arriving alone, nothing waits.
 
 Why a process of its own (measured, README Performance): the same work as a writer thread in
 each worker cost ~135 µs of CPU per token in that thread plus the GIL hand-offs it forced on
