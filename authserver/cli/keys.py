@@ -55,7 +55,9 @@ def keys_export_public(ctx: Context):
         _print_json(public_jwks(session))
 
 
-@keys.command("revoke")
+# A kid is a base64url thumbprint and may start with "-": taken as the argument, not an
+# unknown option (`--` before it works too).
+@keys.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @pass_ctx
 def keys_revoke(ctx: Context, kid: str):

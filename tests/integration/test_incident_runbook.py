@@ -91,6 +91,9 @@ def test_revoking_a_key_from_the_cli(app, client, settings):
         [rs_active["kid"]]
     missing = cli.run(settings, "keys", "revoke", "nope", check=False)
     assert missing.returncode == 2 and "no signing key" in missing.stderr
+    # Thumbprint kids may start with "-": the argument, not an option (no `--` needed).
+    dashed = cli.run(settings, "keys", "revoke", "-Xq3", check=False)
+    assert dashed.returncode == 2 and "no signing key '-Xq3'" in dashed.stderr, dashed.stderr
     assert cli.run(settings, "audit", "verify").returncode == 0
 
 
