@@ -26,10 +26,10 @@ event was half of PostgreSQL's work per token. Here one thread, no GIL shared wi
 batches over all workers.
 
 Protocol, one connection per request thread: a frame is a 4-byte big-endian header (its top
-byte the sender's load: requests in progress in its process, at most 255; the other three
-the length of what follows) and the event as JSON (``frame``); the answer is one byte,
-``COMMITTED`` or ``REFUSED``. The socket lives in a directory only the server's user can
-enter (``authserver serve`` creates it).
+byte the sender's load, ``InFlight.load``, at most 255; the other three the length of what
+follows) and the event as JSON (``frame``); the answer is one byte, ``COMMITTED`` or
+``REFUSED``. The socket lives in a directory only the server's user can enter (``authserver
+serve`` creates it).
 
 ``authserver serve`` starts ``python -m authserver.audit_relay SOCKET`` (a supervisor that
 restarts the relay if it dies) before its workers and stops it after them by closing its
@@ -75,8 +75,7 @@ _FIELDS = ("time", "type", "outcome", "actor", "client_id", "ip", "request_id", 
 
 
 def frame(event: dict, load: int = 0) -> bytes:
-    """An ``audit.event_row`` as one frame, with the sender's ``load`` (requests in progress in
-    its process)."""
+    """An ``audit.event_row`` as one frame, with the sender's ``load`` (web/in_flight.py)."""
     payload = json.dumps({**event, "time": event["time"].isoformat()},
                          separators=(",", ":")).encode()
     return (min(load, 255) << 24 | len(payload)).to_bytes(4, "big") + payload

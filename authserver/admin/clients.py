@@ -14,7 +14,7 @@ import json
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, clock
@@ -22,6 +22,7 @@ from ..config import Settings
 from ..db import transaction
 from ..models.client import Client
 from ..models.token_records import RefreshFamily
+from ..oauth import families
 from ..oauth.secrets_check import PURPOSE as SECRET_PURPOSE
 from ..oauth.secrets_check import verify_client_secret
 from ..security import tokens
@@ -244,12 +245,8 @@ def delete_client(session: Session, client_id: str, *, actor: str) -> None:
         now = clock.now()
         client.deleted_at = client.tokens_revoked_before = client.updated_at = now
         _clear_secrets(client)
-        session.execute(
-            update(RefreshFamily)
-            .where(RefreshFamily.client_id == client.client_id,
-                   RefreshFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="client_deleted")
-        )
+        families.revoke(session, RefreshFamily.client_id == client.client_id,
+                        reason="client_deleted", now=now)
         audit.record(session, "client.deleted", actor=actor, client_id=client.client_id)
 
 

@@ -28,6 +28,7 @@ from ..models.client import Client
 from ..models.grants import BrowserSession
 from ..models.token_records import RefreshFamily
 from ..models.user import User
+from ..oauth import families
 from ..security.aead import Sealer
 from ..security.tokens import Digester
 from .clients import ClientNotFound, NoSecret, rotate_secret
@@ -56,14 +57,6 @@ def revoke_key(session: Session, sealer: Sealer, kid: str, *, actor: str) -> dic
     raise rotation.RotationConflict()
 
 
-def _revoke_families(session: Session, where, now, reason: str) -> int:
-    result = session.execute(
-        update(RefreshFamily).where(where, RefreshFamily.revoked_at.is_(None))
-        .values(revoked_at=now, revoke_reason=reason)
-    )
-    return result.rowcount or 0
-
-
 def revoke_client_tokens(session: Session, client_id: str, *, actor: str,
                          digester: Digester | None = None, rotate: bool = False) -> dict:
     """Everything issued to the client so far stops being active; with ``rotate`` its secret
@@ -81,12 +74,12 @@ def revoke_client_tokens(session: Session, client_id: str, *, actor: str,
             raise NoSecret("this client does not authenticate with a secret")  # nothing done
         now = clock.now()
         client.tokens_revoked_before = client.updated_at = now
-        families = _revoke_families(session, RefreshFamily.client_id == client_id, now,
-                                    "client_compromised")
+        revoked = families.revoke(session, RefreshFamily.client_id == client_id,
+                                  reason="client_compromised", now=now)
         audit.record(session, "client.tokens_revoked", actor=actor, client_id=client_id,
-                     details={"refresh_families_revoked": families})
+                     details={"refresh_families_revoked": revoked})
     body = {"client_id": client_id, "tokens_revoked_before": _iso(now),
-            "refresh_families_revoked": families}
+            "refresh_families_revoked": revoked}
     if rotate:
         if digester is None:
             raise ValueError("rotating the secret needs the digester")
@@ -114,10 +107,10 @@ def revoke_user(session: Session, user_id: str, *, actor: str) -> dict:
             .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None))
             .values(ended_at=now)
         ).rowcount or 0
-        families = _revoke_families(session, RefreshFamily.user_id == user_id, now,
-                                    "user_compromised")
+        revoked = families.revoke(session, RefreshFamily.user_id == user_id,
+                                  reason="user_compromised", now=now)
         audit.record(session, "user.tokens_revoked", actor=actor,
                      details={"user_id": user_id, "sessions_ended": sessions,
-                              "refresh_families_revoked": families})
+                              "refresh_families_revoked": revoked})
     return {"user_id": user_id, "tokens_revoked_before": _iso(now),
-            "sessions_ended": sessions, "refresh_families_revoked": families}
+            "sessions_ended": sessions, "refresh_families_revoked": revoked}

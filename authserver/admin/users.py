@@ -20,6 +20,7 @@ from ..db import transaction
 from ..models.grants import BrowserSession
 from ..models.token_records import RefreshFamily
 from ..models.user import User
+from ..oauth import families
 from ..security.passwords import hash_password
 from .schemas import has_bad_chars
 
@@ -139,11 +140,8 @@ def delete_user(session: Session, user_id: str, *, actor: str) -> None:
             .where(BrowserSession.user_id == user.id, BrowserSession.ended_at.is_(None))
             .values(ended_at=now)
         )
-        session.execute(
-            update(RefreshFamily)
-            .where(RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="user_deleted")
-        )
+        families.revoke(session, RefreshFamily.user_id == user.id, reason="user_deleted",
+                        now=now)
         audit.record(session, "user.deleted", actor=actor, details={"user_id": user.id})
 
 

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session
 
 from .. import audit, clock
 from ..extensions import Services
-from ..models import AuthorizationCode, RevokedToken, User
+from ..models import AuthorizationCode, RefreshFamily, RevokedToken, User
 from ..oidc import sessions
 from ..oidc.sessions import SignedIn
 from ..security import tokens
-from . import pkce, refresh
+from . import families, pkce, refresh
 from .authorization_request import AuthorizationRequest
 from .token_response import user_tokens
 
@@ -79,7 +79,7 @@ def _revoke_what_was_issued(db: Session, code: AuthorizationCode) -> None:
                             revoked_at=clock.now(),
                             expires_at=code.issued_jti_expires_at or clock.now()))
     if code.issued_family_id:
-        refresh.revoke_family(db, code.issued_family_id, "code_replayed")
+        families.revoke(db, RefreshFamily.id == code.issued_family_id, reason="code_replayed")
     audit.record(db, "authorization_code.replayed", actor=f"client:{code.client_id}",
                  client_id=code.client_id, outcome="failure",
                  details={"jti": code.issued_jti, "grant_id": code.issued_family_id,

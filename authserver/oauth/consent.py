@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, clock
 from ..models import Client, Consent, RefreshFamily, User
+from . import families
 from . import scopes as scope_lib
 
 # What each scope lets the application do, in words a person can judge.
@@ -77,12 +78,9 @@ def revoke(db: Session, user_id: str, client_id: str, *, actor: str) -> bool:
         return False
     now = clock.now()
     consent.revoked_at = now
-    families = db.execute(
-        update(RefreshFamily)
-        .where(RefreshFamily.user_id == user_id, RefreshFamily.client_id == client_id,
-               RefreshFamily.revoked_at.is_(None))
-        .values(revoked_at=now, revoke_reason="consent_revoked")
-    ).rowcount
+    revoked = families.revoke(db, RefreshFamily.user_id == user_id,
+                              RefreshFamily.client_id == client_id,
+                              reason="consent_revoked", now=now)
     audit.record(db, "consent.revoked", actor=actor, client_id=client_id,
-                 details={"user": user_id, "refresh_families_revoked": families})
+                 details={"user": user_id, "refresh_families_revoked": revoked})
     return True

@@ -28,7 +28,7 @@ from ..extensions import Services
 from ..models import Client, RefreshFamily, RefreshToken, User
 from ..oidc import sessions
 from ..security import tokens
-from . import scopes
+from . import families, scopes
 from .introspection import REFRESH_PURPOSE
 from .token_response import user_tokens
 
@@ -54,16 +54,6 @@ def issue(db: Session, svc: Services, client: Client, family: RefreshFamily,
                         family_id=family.id, scope=scope, created_at=now,
                         expires_at=now + timedelta(seconds=lifetime(svc, client))))
     return value
-
-
-def revoke_family(db: Session, family_id: str, reason: str) -> bool:
-    result = db.execute(
-        update(RefreshFamily)
-        .where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
-        .values(revoked_at=clock.now(), revoke_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
 
 
 def _load(db: Session, digest: str) -> tuple[RefreshToken | None, RefreshFamily | None,
@@ -112,7 +102,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not _consume(db, row):
             # RFC 9700 §4.14.2: a spent token came back. Revoke the family; this answer and
             # the revocation commit together (the token view commits on OAuth errors too).
-            revoke_family(db, family.id, "reuse_detected")
+            families.revoke(db, RefreshFamily.id == family.id, reason="reuse_detected")
             audit.record(db, "refresh_token.reuse_detected", actor=f"client:{client.client_id}",
                          client_id=client.client_id, outcome="failure",
                          details={"grant_id": family.id, "user": family.user_id})

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit, clock
 from ..models import BrowserSession, RefreshFamily, User
+from ..oauth import families
 from ..security import tokens
 from ..security.tokens import Digester
 
@@ -123,12 +124,7 @@ def revoke_online_grants(db: Session, record: BrowserSession, now: datetime) -> 
     online = [family_id for family_id, scope in rows if OFFLINE_ACCESS not in scope.split()]
     if not online:
         return 0
-    return db.execute(  # not those revoked meanwhile (a reuse, a consent withdrawn)
-        update(RefreshFamily)
-        .where(RefreshFamily.id.in_(online), RefreshFamily.revoked_at.is_(None))
-        .values(revoked_at=now, revoke_reason=LOGOUT)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return families.revoke(db, RefreshFamily.id.in_(online), reason=LOGOUT, now=now)
 
 
 def find_by_sid(db: Session, sid: str) -> BrowserSession | None:
