@@ -39,6 +39,7 @@ from tests.support.deployment import (
     make_tls,
     nginx_main_conf,
     nginx_site,
+    slow_clients,
 )
 from tests.support.live_server import BIN, free_port, settings_env
 
@@ -203,6 +204,21 @@ def test_two_instances_behind_nginx_share_everything_and_survive_a_crash(
             ips = set(conn.execute(text(
                 "SELECT ip FROM audit_events WHERE request_id LIKE 'e2e-rr-%'")).scalars())
         assert ips == {"127.0.0.1"}
+
+        # -- slow clients wait at nginx, not on the instances' threads ------------------------
+        # Each instance has 2 x 4 threads; 24 connections of each kind of slow client, more
+        # than both instances' threads, would hold them all if nginx passed them through.
+        slow = slow_clients(ports["tls"], ca, 24)
+        try:
+            time.sleep(0.5)  # nginx has read what they sent
+            for i in range(4):
+                began = time.monotonic()
+                r = via_proxy("POST", endpoints.TOKEN, data=form, auth=cc_auth)
+                assert r.status_code == 200, r.text
+                assert time.monotonic() - began < 2.0, f"request {i} waited behind slow clients"
+        finally:
+            for sock in slow:
+                sock.close()
 
         # -- rate limits live in Redis: one budget across both instances ----------------------
         admin_token = via_proxy("POST", endpoints.TOKEN, data=form,

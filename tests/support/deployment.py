@@ -158,3 +158,33 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def slow_clients(port: int, ca: Path, each: int) -> list:
+    """``each`` connections of three kinds of slow client (slowloris) to a TLS port: connected
+    and silent; the headers of a request begun and never finished; a POST's headers and part
+    of its body. Each would hold a gunicorn gthread worker's thread while it waits for the
+    request (README, TLS); nginx must hold them instead. The caller closes them."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    started = [b"POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: applic",
+               b"POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n"
+               b"\r\ngrant_type=client_cre"]
+    held = []
+    try:
+        for _ in range(each):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            for begun in started:
+                tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port),
+                                                                   timeout=5),
+                                          server_hostname="127.0.0.1")
+                held.append(tls)
+                tls.sendall(begun)
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held
