@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Debian packages the test suite drives for real (browser flow, TLS proxy, load generator).
-TEST_APT_PACKAGES := chromium nginx
+# Debian packages the test suite drives for real (browser flow, TLS proxy, network namespaces).
+TEST_APT_PACKAGES := chromium nginx iproute2
 PYTEST_ARGS ?=
 
 .PHONY: run init test lint bench system-deps clean

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -91,10 +92,30 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_timeout", 10)
+    given = make_url(url).query  # libpq parameters in the URL win over ours
+    kwargs["connect_args"] = {**{k: v for k, v in PG_CONNECT_ARGS.items() if k not in given},
+                              **kwargs.get("connect_args", {})}
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkin", _checked_in)
     event.listen(engine, "checkout", _idle_pinger(engine.dialect))
     return engine
+
+
+# A database host that goes dark (a failover, a partition) sends no reset: without these a
+# query waits out the kernel's retransmissions (~15 min) and a new connection its SYN retries
+# (~2 min), holding the request's thread and, in the relay, every token. With them a dead
+# path fails within ~20 s (tcp_user_timeout: data or keepalive probes unanswered that long),
+# under gunicorn's worker timeout and nginx's proxy_read_timeout, and the pool replaces the
+# connection. libpq's own parameters (TCP only; a Unix socket ignores all but the first);
+# tests/e2e/test_database_unreachable.py cuts the path in a network namespace.
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,  # milliseconds
+}
 
 
 # SQLAlchemy's pool_pre_ping pings on every checkout: one more round trip for every request
@@ -263,7 +284,13 @@ def is_transient(exc: BaseException) -> bool:
     lost (server restart, failover, idle kill) or the database was briefly unreachable."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, OperationalError | InterfaceError | sqlite3.OperationalError):
+        return True
+    # The driver's own, unwrapped: statements run on a DB-API connection (driver_connection).
+    # Only a loaded psycopg raises its errors (a SQLite install need not import it).
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError
+                                              | psycopg.InterfaceError)
 
 
 def retry_transient(action: Callable[[], T], *, attempts: int = 3, delay: float = 0.05) -> T:

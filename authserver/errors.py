@@ -70,11 +70,18 @@ def where(exc: BaseException) -> str:
 
 def failure(exc: Exception, request_id: str | None) -> tuple[int, dict]:
     """Log an exception no view handled; the status and body to answer (Flask's handlers
-    below and web/fast_path.py). The audit log refusing a write is 503, the rest 500."""
+    below and web/fast_path.py). The audit log refusing a write, or the database unreachable
+    (its connection lost or timed out: db.is_transient), is 503 — worth retrying, and what a
+    balancer reads as this instance's trouble; the rest 500."""
     from .audit_writer import AuditUnavailable
+    from .db import is_transient
 
     if isinstance(exc, AuditUnavailable):
         log.error("audit log unavailable (%s) request_id=%s", exc, request_id)
+        error, description, status = "temporarily_unavailable", "try again later", 503
+    elif is_transient(exc):
+        log.error("database unavailable (%s at %s) request_id=%s", type(exc).__name__,
+                  where(exc), request_id)
         error, description, status = "temporarily_unavailable", "try again later", 503
     else:
         log.error("unhandled %s at %s request_id=%s", type(exc).__name__, where(exc),

@@ -1,0 +1,126 @@
+"""A database host that goes dark (a failover or a partition: no reset, no refusal, packets
+just vanish) fails requests within a bounded time instead of holding them, and the server
+recovers when the path comes back (db.PG_CONNECT_ARGS).
+
+`authserver serve` runs in a network namespace of its own and reaches this machine's
+PostgreSQL over a veth pair (tests/support/netns.py); the test drops every packet on that pair
+while requests are made over a second one. Without the TCP timeouts a query waits out the
+kernel's retransmissions (~15 minutes) and these requests time out here instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy.engine import make_url
+
+from authserver import endpoints
+from tests.support.live_server import BIN, settings_env
+from tests.support.netns import Forwarder, Namespace
+from tests.support.oauth import register
+
+pytestmark = pytest.mark.postgresql_only
+CC = {"grant_type": "client_credentials"}
+FAIL_WITHIN = 45.0  # tcp_user_timeout (20 s) + connect_timeout (5 s) + a margin
+PORT = 8000  # inside the namespace nothing else listens
+
+
+@pytest.fixture(params=["postgresql"])
+def backend(request) -> str:
+    return request.param
+
+
+def _wait(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
+        app, settings, database_url, leak_registry, tmp_path, request):
+    ns = Namespace()
+    request.addfinalizer(ns.close)
+    db_link, web_link = ns.link(), ns.link()
+    pg = make_url(database_url)
+    forwarder = Forwarder(db_link.host_ip, (pg.host, pg.port or 5432))
+    request.addfinalizer(forwarder.close)
+    via_link = pg.set(host=forwarder.address[0], port=forwarder.address[1])
+
+    meta, secret = register(app, scope="a", default_scope="a")
+    auth = (meta["client_id"], secret)
+    # Behind a TLS proxy as deployed (one trusted hop): requests say they came over https.
+    inst = settings.replace(database_url=via_link.render_as_string(hide_password=False),
+                            issuer="https://auth.example.test", trusted_proxies=1)
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            ns.command(str(BIN / "authserver"), "serve", "--host", web_link.ns_ip,
+                       "--port", str(PORT), "--workers", "1", "--threads", "4"),
+            env=settings_env(inst), stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        leak_registry.log_lines.append(log.read_text(errors="replace"))
+
+    request.addfinalizer(stop)
+    base = f"http://{web_link.ns_ip}:{PORT}"
+
+    def get(path: str) -> requests.Response:
+        return requests.get(base + path, headers=proxied, timeout=90)
+
+    def post(path: str, data: dict) -> requests.Response:
+        return requests.post(base + path, data=data, auth=auth, headers=proxied, timeout=90)
+
+    assert _wait(lambda: get("/readyz").status_code == 200, 30), log.read_text()
+    for _ in range(2):  # the first through Flask (caches the client), then the fast path
+        issued = post(endpoints.TOKEN, CC)
+        assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    assert post(endpoints.INTROSPECTION, {"token": token}).json()["active"] is True
+
+    # The path to the database goes dark: each kind of request fails, within the bound.
+    ns.cut(db_link)
+    cut_at = time.monotonic()
+
+    def timed(call, *args) -> tuple[int, float]:
+        response = call(*args)
+        return response.status_code, time.monotonic() - cut_at
+
+    def unknown_client() -> requests.Response:  # not in the client cache: Flask reads it
+        return requests.post(base + endpoints.TOKEN, data=CC, auth=("no-such-client", "x"),
+                             headers=proxied, timeout=90)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = {
+            "token": pool.submit(timed, post, endpoints.TOKEN, CC),
+            "unknown client": pool.submit(timed, unknown_client),
+            "introspection": pool.submit(timed, post, endpoints.INTROSPECTION,
+                                         {"token": token}),
+            "readiness": pool.submit(timed, get, "/readyz"),
+        }
+        outcomes = {name: future.result() for name, future in results.items()}
+    for name, (status, took) in outcomes.items():
+        assert status == 503, (name, outcomes)  # temporarily_unavailable: worth a retry
+        assert took < FAIL_WITHIN, (name, outcomes)
+
+    # The path comes back: the dead connections are replaced and requests succeed again.
+    ns.mend(db_link)
+    assert _wait(lambda: get("/readyz").status_code == 200, 30), log.read_text()[-3000:]
+    assert _wait(lambda: post(endpoints.TOKEN, CC).status_code == 200, 30)
+    assert post(endpoints.INTROSPECTION, {"token": token}).json()["active"] is True
