@@ -5,7 +5,8 @@ Measured (README, Performance): Flask, Werkzeug and Authlib's request plumbing c
 sits in front of the Flask app and answers four kinds of request on its own:
 
 - ``POST /oauth2/token`` with ``grant_type=client_credentials`` (client_secret_basic or
-  client_secret_post, client already in this process's cache);
+  client_secret_post, client already in this process's cache; over https or to a loopback
+  host, as Authlib requires of the Flask path);
 - ``POST /oauth2/introspect`` of a client-credentials JWT, or of a JWT that fails its
   signature, issuer or expiry check (same authentication; one query on a driver connection);
 - ``GET`` of the JWKS and of the two discovery documents (pre-built bytes).
@@ -25,12 +26,14 @@ test_fast_path.py sends the same requests through both and compares the answers.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from authlib.common.security import is_secure_transport
 from authlib.oauth2.base import OAuth2Error
 from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
@@ -130,6 +133,8 @@ class FastPath:
     # -- endpoints ----------------------------------------------------------------------------
 
     def _token(self, environ, request_id: str) -> Answer | None:
+        if not _secure(environ):
+            return None
         form = _read_form(environ, TOKEN_PARAMS, self._max_body)
         if form is None or form.values.get("grant_type") != "client_credentials":
             return None
@@ -153,6 +158,8 @@ class FastPath:
                       JSON_NO_STORE)
 
     def _introspect(self, environ, request_id: str) -> Answer | None:
+        if not _secure(environ):
+            return None
         form = _read_form(environ, INTROSPECTION_PARAMS, self._max_body)
         if form is None:
             return None
@@ -227,6 +234,19 @@ def _failure(rule: str, request_id: str, exc: Exception) -> Answer:
 def _jsonify(body: dict) -> bytes:
     """Flask's jsonify (compact, keys sorted, a newline)."""
     return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def _secure(environ) -> bool:
+    """Authlib's transport rule, which the Flask path applies (RFC 6749 §3.2): https, or plain
+    http to a loopback host. Anything else goes to Flask, which refuses it (errors.py)."""
+    if environ["wsgi.url_scheme"] == "https":
+        return True
+    return _loopback(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
+
+
+@functools.lru_cache(maxsize=256)  # the Host header: a few values, parsed once each
+def _loopback(host: str) -> bool:
+    return is_secure_transport(f"http://{host}/")
 
 
 def _read_form(environ, allowed: frozenset[str], limit: int) -> _Form | None:
