@@ -40,6 +40,10 @@ from flask import Flask, g, render_template, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.errors import StorageError
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from . import audit, metrics, ratelimit_memory
@@ -57,6 +61,8 @@ CALLER_POLICIES = {
     "oauth.introspect": "introspection",
 }
 ADMIN_BLUEPRINT = "admin_api"
+REDIS_TIMEOUT = 0.5  # seconds a Redis operation or connection may take (Redis answers in ~1 ms)
+DOWN_SECONDS = 5.0  # after a storage failure, this process's memory decides this long
 
 
 class RateLimited(HTTPException):
@@ -100,10 +106,20 @@ class Limits:
             storage_uri=ratelimit_memory.storage_uri(settings.ratelimit_storage_url),
             # key_prefix on the Redis keys themselves: deployments sharing a Redis (and test
             # runs) stay apart and can be flushed by prefix. wrap_exceptions: one error type.
-            storage_options={"key_prefix": self.prefix, "wrap_exceptions": True},
+            storage_options={"key_prefix": self.prefix, "wrap_exceptions": True,
+                             **_storage_timeouts(settings.ratelimit_storage_url)},
             # Moving window: no double burst at a window boundary (matters for guessing).
             strategy="moving-window", key_prefix=self.prefix, headers_enabled=False,
         )
+        self._shared = self.limiter.limiter
+        # While the shared storage is down, this process's memory decides (a fresh window:
+        # nobody is locked out, and guessing is still limited per process), and the storage
+        # is tried again after DOWN_SECONDS: a Redis gone dark costs one request per process
+        # a REDIS_TIMEOUT every DOWN_SECONDS, not every request two timeouts.
+        self._fallback = (None if settings.ratelimit_storage_url.startswith("memory://")
+                          else MovingWindowRateLimiter(storage_from_string(
+                              ratelimit_memory.storage_uri("memory://"))))
+        self._down_until = 0.0
         self.items: dict[str, RateLimitItem] = {
             "login": parse(settings.ratelimit_login),
             "login_ip": parse(settings.ratelimit_login_ip),
@@ -116,14 +132,32 @@ class Limits:
     def _ids(self, policy: str, key: str) -> tuple[str, ...]:
         return (self.prefix, policy, key)
 
+    def _call(self, method: str, *args):
+        """``method`` of the rate limiter in use: the shared storage's, or while it is down
+        this process's memory; a storage failure turns to memory at once (fail safe, not
+        closed: README, Abuse resistance)."""
+        if self._down_until and time.monotonic() < self._down_until:
+            return getattr(self._fallback, method)(*args)
+        try:
+            return getattr(self._shared, method)(*args)
+        except StorageError as exc:
+            if self._fallback is None:
+                raise
+            self._down_until = time.monotonic() + DOWN_SECONDS
+            # Logged once a period per process (the readiness of Redis is the operator's
+            # alarm), never the key.
+            log.warning("rate-limit storage unavailable (%s): this process counts in memory "
+                        "for %.0f s", type(exc).__name__, DOWN_SECONDS)
+            return getattr(self._fallback, method)(*args)
+
     def _retry_after(self, policy: str, key: str) -> int:
-        reset = self.limiter.limiter.get_window_stats(self.items[policy], *self._ids(policy, key))
+        reset = self._call("get_window_stats", self.items[policy], *self._ids(policy, key))
         return max(1, math.ceil(reset.reset_time - time.time()))
 
     def hit(self, policy: str, key: str) -> Verdict:
         """Count one request; refused when the window is already full."""
         try:
-            if self.limiter.limiter.hit(self.items[policy], *self._ids(policy, key)):
+            if self._call("hit", self.items[policy], *self._ids(policy, key)):
                 return Verdict(True)
             return Verdict(False, self._retry_after(policy, key))
         except StorageError as exc:
@@ -132,7 +166,7 @@ class Limits:
     def test(self, policy: str, key: str) -> Verdict:
         """Would one more request be allowed? Counts nothing."""
         try:
-            if self.limiter.limiter.test(self.items[policy], *self._ids(policy, key)):
+            if self._call("test", self.items[policy], *self._ids(policy, key)):
                 return Verdict(True)
             return Verdict(False, self._retry_after(policy, key))
         except StorageError as exc:
@@ -140,8 +174,8 @@ class Limits:
 
     @staticmethod
     def _storage_down(exc: Exception) -> Verdict:
-        # Fail open: a Redis outage must not lock every user out of sign-in; it is logged
-        # (the readiness of Redis is the operator's alarm), never the key.
+        # Memory storage failing (no fallback to turn to): allow, as a Redis outage did
+        # before the fallback. Logged, never the key.
         log.warning("rate-limit storage unavailable (%s): request allowed", type(exc).__name__)
         return Verdict(True)
 
@@ -149,9 +183,18 @@ class Limits:
         """True once per policy window per key: whether to audit this refusal."""
         item = RateLimitItemPerSecond(1, self.items[policy].get_expiry())
         try:
-            return self.limiter.limiter.hit(item, self.prefix, what, policy, key)
+            return self._call("hit", item, self.prefix, what, policy, key)
         except StorageError:
             return False
+
+
+def _storage_timeouts(url: str) -> dict:
+    """Redis: short socket timeouts and no retries (redis-py waits 5 s by default), so that a
+    Redis gone dark is noticed within REDIS_TIMEOUT and the fallback takes over."""
+    if url.startswith("memory://"):
+        return {}
+    return {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0)}
 
 
 def limits(app: Flask | None = None) -> Limits:

@@ -10,7 +10,6 @@ kernel's retransmissions (~15 minutes) and these requests time out here instead.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,14 +18,14 @@ import requests
 from sqlalchemy.engine import make_url
 
 from authserver import endpoints
-from tests.support.live_server import BIN, settings_env
-from tests.support.netns import Forwarder, Namespace
+from tests.support import netns
+from tests.support.live_server import settings_env
+from tests.support.netns import PORT, Forwarder, Namespace
 from tests.support.oauth import register
 
 pytestmark = pytest.mark.postgresql_only
 CC = {"grant_type": "client_credentials"}
 FAIL_WITHIN = 45.0  # tcp_user_timeout (20 s) + connect_timeout (5 s) + a margin
-PORT = 8000  # inside the namespace nothing else listens
 
 
 @pytest.fixture(params=["postgresql"])
@@ -63,19 +62,10 @@ def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
                             issuer="https://auth.example.test", trusted_proxies=1)
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            ns.command(str(BIN / "authserver"), "serve", "--host", web_link.ns_ip,
-                       "--port", str(PORT), "--workers", "1", "--threads", "4"),
-            env=settings_env(inst), stdout=out, stderr=subprocess.STDOUT)
+    server = netns.serve(ns, web_link, settings_env(inst), log)
 
     def stop() -> None:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        netns.stop(server)
         leak_registry.log_lines.append(log.read_text(errors="replace"))
 
     request.addfinalizer(stop)

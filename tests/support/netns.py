@@ -135,3 +135,26 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
+
+
+PORT = 8000  # inside a namespace nothing else listens
+
+
+def serve(ns: Namespace, link: Link, env: dict, log_path) -> subprocess.Popen:
+    """`authserver serve` (one worker, four threads) inside ``ns``, on ``link``'s address."""
+    from tests.support.live_server import BIN
+
+    with open(log_path, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            ns.command(str(BIN / "authserver"), "serve", "--host", link.ns_ip,
+                       "--port", str(PORT), "--workers", "1", "--threads", "4"),
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
