@@ -19,8 +19,7 @@ from sqlalchemy.engine import make_url
 
 from authserver import endpoints
 from tests.support import netns
-from tests.support.live_server import settings_env
-from tests.support.netns import PORT, Forwarder, Namespace
+from tests.support.netns import Forwarder, Namespace
 from tests.support.oauth import register
 
 pytestmark = pytest.mark.postgresql_only
@@ -57,27 +56,19 @@ def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
 
     meta, secret = register(app, scope="a", default_scope="a")
     auth = (meta["client_id"], secret)
-    # Behind a TLS proxy as deployed (one trusted hop): requests say they came over https.
-    inst = settings.replace(database_url=via_link.render_as_string(hide_password=False),
-                            issuer="https://auth.example.test", trusted_proxies=1)
-    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
-    log = tmp_path / "serve.log"
-    server = netns.serve(ns, web_link, settings_env(inst), log)
+    inst = settings.replace(database_url=via_link.render_as_string(hide_password=False))
+    server = netns.Served(ns, web_link, inst, tmp_path / "serve.log")
 
     def stop() -> None:
-        netns.stop(server)
-        leak_registry.log_lines.append(log.read_text(errors="replace"))
+        server.stop()
+        leak_registry.log_lines.append(server.log())
 
     request.addfinalizer(stop)
-    base = f"http://{web_link.ns_ip}:{PORT}"
-
-    def get(path: str) -> requests.Response:
-        return requests.get(base + path, headers=proxied, timeout=90)
+    get = server.get
 
     def post(path: str, data: dict) -> requests.Response:
-        return requests.post(base + path, data=data, auth=auth, headers=proxied, timeout=90)
+        return server.post(path, data=data, auth=auth)
 
-    assert _wait(lambda: get("/readyz").status_code == 200, 30), log.read_text()
     for _ in range(2):  # the first through Flask (caches the client), then the fast path
         issued = post(endpoints.TOKEN, CC)
         assert issued.status_code == 200, issued.text
@@ -93,8 +84,7 @@ def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
         return response.status_code, time.monotonic() - cut_at
 
     def unknown_client() -> requests.Response:  # not in the client cache: Flask reads it
-        return requests.post(base + endpoints.TOKEN, data=CC, auth=("no-such-client", "x"),
-                             headers=proxied, timeout=90)
+        return server.post(endpoints.TOKEN, data=CC, auth=("no-such-client", "x"))
 
     with ThreadPoolExecutor(4) as pool:
         results = {
@@ -111,6 +101,6 @@ def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
 
     # The path comes back: the dead connections are replaced and requests succeed again.
     ns.mend(db_link)
-    assert _wait(lambda: get("/readyz").status_code == 200, 30), log.read_text()[-3000:]
+    assert _wait(lambda: get("/readyz").status_code == 200, 30), server.log()[-3000:]
     assert _wait(lambda: post(endpoints.TOKEN, CC).status_code == 200, 30)
     assert post(endpoints.INTROSPECTION, {"token": token}).json()["active"] is True

@@ -6,7 +6,8 @@ the tests run as root, as `.ci/run` does).
 discipline): the peer goes dark as a failed-over or partitioned host does, with no reset and
 no refusal.
 ``Forwarder`` relays TCP from an address on the host's end of a pair to a service that listens
-on loopback only (this machine's PostgreSQL), so the namespace reaches it over the pair.
+on loopback only (this machine's PostgreSQL and Redis), so the namespace reaches it over the
+pair. ``Served`` is `authserver serve` inside the namespace, reached over another pair.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def _ip(*args: str) -> None:
@@ -138,23 +140,59 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 PORT = 8000  # inside a namespace nothing else listens
+# As behind the deployed TLS proxy (one trusted hop): requests say they came over https.
+PROXIED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
 
 
-def serve(ns: Namespace, link: Link, env: dict, log_path) -> subprocess.Popen:
-    """`authserver serve` (one worker, four threads) inside ``ns``, on ``link``'s address."""
-    from tests.support.live_server import BIN
+class Served:
+    """`authserver serve` (one worker, four threads) inside ``ns`` on ``link``'s address, as
+    deployed behind a TLS proxy (an https issuer, one trusted hop); ready once built."""
 
-    with open(log_path, "wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            ns.command(str(BIN / "authserver"), "serve", "--host", link.ns_ip,
-                       "--port", str(PORT), "--workers", "1", "--threads", "4"),
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+    def __init__(self, ns: Namespace, link: Link, settings, log_path):
+        import time
 
+        import requests
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        from tests.support.live_server import BIN, settings_env
+
+        self.base = f"http://{link.ns_ip}:{PORT}"
+        self.log_path = log_path
+        env = settings_env(settings.replace(issuer="https://auth.example.test",
+                                            trusted_proxies=1))
+        with open(log_path, "wb") as out:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                ns.command(str(BIN / "authserver"), "serve", "--host", link.ns_ip,
+                           "--port", str(PORT), "--workers", "1", "--threads", "4"),
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.get("/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"authserver serve not ready:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+
+    def get(self, path: str, timeout: float = 90, **kw):
+        import requests
+
+        return requests.get(self.base + path, headers=PROXIED, timeout=timeout, **kw)
+
+    def post(self, path: str, timeout: float = 90, **kw):
+        import requests
+
+        return requests.post(self.base + path, headers=PROXIED, timeout=timeout, **kw)
+
+    def log(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
