@@ -12,6 +12,7 @@ import collections
 import contextlib
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -98,6 +99,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkin", _checked_in)
     event.listen(engine, "checkout", _idle_pinger(engine.dialect))
+    event.listen(engine, "do_connect", ConnectBreaker().connect)
     return engine
 
 
@@ -116,6 +118,37 @@ PG_CONNECT_ARGS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 20_000,  # milliseconds
 }
+
+
+class ConnectBreaker:
+    """While PostgreSQL cannot be reached, one connection attempt at a time tries, at most
+    one every RETRY_SECONDS (each may take connect_timeout), and the others fail at once
+    (503) instead of each waiting it out: requests that need no database (JWKS, discovery)
+    keep their threads, and /readyz answers in one attempt's time. A success closes it."""
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._failed_at: float | None = None  # the last attempt failed (monotonic)
+        self._trying = False  # an attempt is under way
+
+    def connect(self, dialect, _record, cargs, cparams):
+        with self._lock:
+            if self._failed_at is not None and (
+                    self._trying or time.monotonic() - self._failed_at < self.RETRY_SECONDS):
+                raise dialect.loaded_dbapi.OperationalError(
+                    "database unreachable (a connection attempt failed moments ago)")
+            self._trying = True
+        try:
+            connection = dialect.connect(*cargs, **cparams)
+        except BaseException:
+            with self._lock:
+                self._failed_at, self._trying = time.monotonic(), False
+            raise
+        with self._lock:
+            self._failed_at, self._trying = None, False
+        return connection
 
 
 # SQLAlchemy's pool_pre_ping pings on every checkout: one more round trip for every request

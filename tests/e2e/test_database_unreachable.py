@@ -99,6 +99,21 @@ def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
         assert status == 503, (name, outcomes)  # temporarily_unavailable: worth a retry
         assert took < FAIL_WITHIN, (name, outcomes)
 
+    # Still dark, the pool's dead connections gone: one connection attempt at a time waits
+    # out connect_timeout (db.ConnectBreaker), the rest fail at once, and what needs no
+    # database is answered meanwhile.
+    again = {}
+    with ThreadPoolExecutor(3) as pool:
+        cut_at = time.monotonic()
+        again = {name: pool.submit(timed, *call) for name, call in {
+            "readiness": (get, "/readyz"), "unknown client": (unknown_client,),
+            "JWKS": (get, endpoints.JWKS)}.items()}
+        again = {name: future.result() for name, future in again.items()}
+    assert again["JWKS"][0] == 200, again
+    assert again["readiness"][0] == again["unknown client"][0] == 503, again
+    # at most one connection attempt (connect_timeout 5 s) in readiness's three tries
+    assert max(took for _, took in again.values()) < 8.0, again
+
     # The path comes back: the dead connections are replaced and requests succeed again.
     ns.mend(db_link)
     assert _wait(lambda: get("/readyz").status_code == 200, 30), server.log()[-3000:]
