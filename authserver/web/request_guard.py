@@ -1,4 +1,13 @@
-"""Checks on every request before any view runs: the size limit and NUL characters.
+"""Checks on every request before any view runs: the transport, the size limit and NUL
+characters.
+
+Transport: credentials, tokens, codes and passwords travel over TLS only (RFC 6749 §3.1 and
+§3.2, RFC 6750 §5.3). The rule is Authlib's, which its own endpoints (and the fast path) apply:
+https, or plain http to a loopback host (development); behind trusted proxies their
+X-Forwarded-Proto says which (ProxyFix). Anything else gets 400 ``invalid_request`` before it
+is read — the admin API and the sign-in form included, which Authlib does not see. Health,
+readiness, metrics, JWKS and discovery carry no secret and stay open to plain HTTP (a
+balancer or Prometheus probes them directly).
 
 Size (AUTHSERVER_MAX_BODY_BYTES, CONTRACT §4): 413 ``invalid_request`` JSON on every endpoint.
 
@@ -15,12 +24,14 @@ from __future__ import annotations
 import io
 import re
 
+from authlib.common.security import is_secure_transport
 from flask import Flask, request
 
-from ..errors import json_error
+from ..errors import HTTPS_REQUIRED, json_error
 from ..extensions import services
 
 ADMIN_BLUEPRINT = "admin_api"
+PLAIN_HTTP_BLUEPRINTS = frozenset({"ops", "well_known"})  # no secret in or out
 
 # NUL (U+0000) is valid in no parameter we take (RFC 6749 Appendix A allows %x20-7E and
 # UNICODECHARNOCRLF without it), and PostgreSQL refuses it in text: without this check a NUL in
@@ -92,6 +103,14 @@ def _check_nul():
     return None
 
 
+def _check_transport():
+    if (request.blueprint is None or request.blueprint in PLAIN_HTTP_BLUEPRINTS
+            or request.is_secure or is_secure_transport(request.host_url)):
+        return None  # not a route of ours (404, static files), open, https, or loopback
+    return json_error(400, "invalid_request", HTTPS_REQUIRED)
+
+
 def register(app: Flask) -> None:
+    app.before_request(_check_transport)
     app.before_request(_check_size)
     app.before_request(_check_nul)

@@ -63,3 +63,24 @@ def test_plain_http_to_a_loopback_host_is_allowed(app):
         for _ in range(2):  # Flask, then the fast path
             answer = http.post(endpoints.TOKEN, data=CC, headers=auth, base_url=base)
             assert answer.status_code == 200, (base, answer.get_data())
+
+
+def test_the_admin_api_userinfo_and_sign_in_refuse_plain_http_from_a_remote_host(app):
+    meta, secret = register(app, scope="admin", default_scope="admin")
+    http = app.test_client()
+    admin = http.post(endpoints.TOKEN, data=CC, headers=basic(meta["client_id"], secret),
+                      base_url=TLS).get_json()["access_token"]
+    bearer = {"Authorization": "Bearer " + admin}
+    _refused(http.get("/admin/keys", headers=bearer, base_url=PLAIN))
+    assert http.get("/admin/keys", headers=bearer, base_url=TLS).status_code == 200
+    _refused(http.get(endpoints.USERINFO, headers=bearer, base_url=PLAIN))
+    _refused(http.post("/login", data={"username": "someone", "password": "a password"},
+                       base_url=PLAIN))
+    _refused(http.get(endpoints.AUTHORIZATION, base_url=PLAIN))
+
+
+def test_what_carries_no_secret_stays_open_to_plain_http(app):
+    http = app.test_client()
+    for path in (endpoints.JWKS, endpoints.OPENID_CONFIGURATION, endpoints.OAUTH_METADATA,
+                 "/healthz", "/readyz", "/metrics"):
+        assert http.get(path, base_url=PLAIN).status_code == 200, path
