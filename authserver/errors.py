@@ -95,21 +95,9 @@ def _failure_response(exc: Exception) -> Response:
     return json_error(status, body.pop("error"), body.pop("error_description"), **body)
 
 
-HTTPS_REQUIRED = "use https: this endpoint takes requests over TLS only"
-
-
-def _insecure_transport(_exc) -> Response:
-    # Authlib refuses an OAuth request that came neither over https nor to a loopback host
-    # (RFC 6749 §3.2); it raises that before any endpoint could answer it.
-    return json_error(400, "invalid_request", HTTPS_REQUIRED)
-
-
 def register(app: Flask) -> None:
-    from authlib.oauth2.rfc6749.errors import InsecureTransportError
-
     from .audit_writer import AuditUnavailable
 
-    app.register_error_handler(InsecureTransportError, _insecure_transport)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(AuditUnavailable, _failure_response)
     app.register_error_handler(Exception, _failure_response)

@@ -63,6 +63,10 @@ CALLER_POLICIES = {
 ADMIN_BLUEPRINT = "admin_api"
 REDIS_TIMEOUT = 0.5  # seconds a Redis operation or connection may take (Redis answers in ~1 ms)
 DOWN_SECONDS = 5.0  # after a storage failure, this process's memory decides this long
+# Redis: short socket timeouts and no retries (redis-py waits 5 s by default), so that a Redis
+# gone dark is noticed within REDIS_TIMEOUT and the fallback takes over.
+REDIS_OPTIONS = {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT,
+                 "retry": Retry(NoBackoff(), 0)}
 
 
 class RateLimited(HTTPException):
@@ -98,6 +102,7 @@ class Verdict:
 class Limits:
     def __init__(self, settings: Settings):
         self.prefix = settings.ratelimit_key_prefix
+        in_memory = settings.ratelimit_storage_url.startswith("memory://")
         # Flask-Limiter builds the storage and the strategy. It is bound to a private app, not
         # ours: no route carries a Flask-Limiter limit (our hooks below apply the policies),
         # and its per-request hooks cost about 0.1 ms of CPU on every request (measured).
@@ -107,7 +112,7 @@ class Limits:
             # key_prefix on the Redis keys themselves: deployments sharing a Redis (and test
             # runs) stay apart and can be flushed by prefix. wrap_exceptions: one error type.
             storage_options={"key_prefix": self.prefix, "wrap_exceptions": True,
-                             **_storage_timeouts(settings.ratelimit_storage_url)},
+                             **({} if in_memory else REDIS_OPTIONS)},
             # Moving window: no double burst at a window boundary (matters for guessing).
             strategy="moving-window", key_prefix=self.prefix, headers_enabled=False,
         )
@@ -116,9 +121,8 @@ class Limits:
         # nobody is locked out, and guessing is still limited per process), and the storage
         # is tried again after DOWN_SECONDS: a Redis gone dark costs one request per process
         # a REDIS_TIMEOUT every DOWN_SECONDS, not every request two timeouts.
-        self._fallback = (None if settings.ratelimit_storage_url.startswith("memory://")
-                          else MovingWindowRateLimiter(storage_from_string(
-                              ratelimit_memory.storage_uri("memory://"))))
+        self._fallback = None if in_memory else MovingWindowRateLimiter(
+            storage_from_string(ratelimit_memory.storage_uri("memory://")))
         self._down_until = 0.0
         self.items: dict[str, RateLimitItem] = {
             "login": parse(settings.ratelimit_login),
@@ -186,15 +190,6 @@ class Limits:
             return self._call("hit", item, self.prefix, what, policy, key)
         except StorageError:
             return False
-
-
-def _storage_timeouts(url: str) -> dict:
-    """Redis: short socket timeouts and no retries (redis-py waits 5 s by default), so that a
-    Redis gone dark is noticed within REDIS_TIMEOUT and the fallback takes over."""
-    if url.startswith("memory://"):
-        return {}
-    return {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT,
-            "retry": Retry(NoBackoff(), 0)}
 
 
 def limits(app: Flask | None = None) -> Limits:

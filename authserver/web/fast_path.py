@@ -6,7 +6,7 @@ sits in front of the Flask app and answers four kinds of request on its own:
 
 - ``POST /oauth2/token`` with ``grant_type=client_credentials`` (client_secret_basic or
   client_secret_post, client already in this process's cache; over https or to a loopback
-  host, as Authlib requires of the Flask path);
+  host, the rule the Flask path applies: web/request_guard.py);
 - ``POST /oauth2/introspect`` of a client-credentials JWT, or of a JWT that fails its
   signature, issuer or expiry check (same authentication; one query on a driver connection);
 - ``GET`` of the JWKS and of the two discovery documents (pre-built bytes).
@@ -26,14 +26,12 @@ test_fast_path.py sends the same requests through both and compares the answers.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from authlib.common.security import is_secure_transport
 from authlib.oauth2.base import OAuth2Error
 from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
@@ -43,6 +41,7 @@ from ..oauth import access_tokens, client_auth, client_credentials, introspectio
 from ..oauth.server import NO_STORE
 from ..oidc import discovery
 from . import headers as security_headers
+from . import request_guard
 from .well_known import DISCOVERY_MAX_AGE
 
 FORM = "application/x-www-form-urlencoded"
@@ -237,16 +236,10 @@ def _jsonify(body: dict) -> bytes:
 
 
 def _secure(environ) -> bool:
-    """Authlib's transport rule, which the Flask path applies (RFC 6749 §3.2): https, or plain
-    http to a loopback host. Anything else goes to Flask, which refuses it (errors.py)."""
-    if environ["wsgi.url_scheme"] == "https":
-        return True
-    return _loopback(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
-
-
-@functools.lru_cache(maxsize=256)  # the Host header: a few values, parsed once each
-def _loopback(host: str) -> bool:
-    return is_secure_transport(f"http://{host}/")
+    """The transport rule the Flask path applies before any view (request_guard.secure);
+    anything else goes to Flask, which refuses it."""
+    return request_guard.secure(environ["wsgi.url_scheme"],
+                                environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
 
 
 def _read_form(environ, allowed: frozenset[str], limit: int) -> _Form | None:

@@ -21,17 +21,19 @@ MAX_CONTENT_LENGTH without an error: the view would silently see a truncated bod
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 
 from authlib.common.security import is_secure_transport
 from flask import Flask, request
 
-from ..errors import HTTPS_REQUIRED, json_error
+from ..errors import json_error
 from ..extensions import services
 
 ADMIN_BLUEPRINT = "admin_api"
 PLAIN_HTTP_BLUEPRINTS = frozenset({"ops", "well_known"})  # no secret in or out
+HTTPS_REQUIRED = "use https: this endpoint takes requests over TLS only"
 
 # NUL (U+0000) is valid in no parameter we take (RFC 6749 Appendix A allows %x20-7E and
 # UNICODECHARNOCRLF without it), and PostgreSQL refuses it in text: without this check a NUL in
@@ -103,9 +105,19 @@ def _check_nul():
     return None
 
 
+def secure(scheme: str, host: str) -> bool:
+    """The transport rule (module doc), for this module and the fast path."""
+    return scheme == "https" or _loopback(host)
+
+
+@functools.lru_cache(maxsize=256)  # the Host header: a few values, parsed once each
+def _loopback(host: str) -> bool:
+    return is_secure_transport(f"http://{host}/")
+
+
 def _check_transport():
     if (request.blueprint is None or request.blueprint in PLAIN_HTTP_BLUEPRINTS
-            or request.is_secure or is_secure_transport(request.host_url)):
+            or secure(request.scheme, request.host)):
         return None  # not a route of ours (404, static files), open, https, or loopback
     return json_error(400, "invalid_request", HTTPS_REQUIRED)
 

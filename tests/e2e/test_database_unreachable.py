@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 
 from authserver import endpoints
 from tests.support import netns
-from tests.support.netns import Forwarder, Namespace
 from tests.support.oauth import register
 
 pytestmark = pytest.mark.postgresql_only
@@ -46,24 +45,14 @@ def _wait(check, timeout: float) -> bool:
 
 def test_a_database_gone_dark_fails_requests_in_bounded_time_and_they_recover(
         app, settings, database_url, leak_registry, tmp_path, request):
-    ns = Namespace()
-    request.addfinalizer(ns.close)
-    db_link, web_link = ns.link(), ns.link()
     pg = make_url(database_url)
-    forwarder = Forwarder(db_link.host_ip, (pg.host, pg.port or 5432))
-    request.addfinalizer(forwarder.close)
-    via_link = pg.set(host=forwarder.address[0], port=forwarder.address[1])
+    ns, db_link, (host, port) = netns.path_to(request, (pg.host, pg.port or 5432))
+    via_link = pg.set(host=host, port=port)
 
     meta, secret = register(app, scope="a", default_scope="a")
     auth = (meta["client_id"], secret)
     inst = settings.replace(database_url=via_link.render_as_string(hide_password=False))
-    server = netns.Served(ns, web_link, inst, tmp_path / "serve.log")
-
-    def stop() -> None:
-        server.stop()
-        leak_registry.log_lines.append(server.log())
-
-    request.addfinalizer(stop)
+    server = netns.served(request, leak_registry, ns, inst, tmp_path / "serve.log")
     get = server.get
 
     def post(path: str, data: dict) -> requests.Response:

@@ -17,7 +17,6 @@ import pytest
 from authserver import endpoints
 from authserver.ratelimit import DOWN_SECONDS
 from tests.support import netns
-from tests.support.netns import Forwarder, Namespace
 from tests.support.oauth import register
 
 CC = {"grant_type": "client_credentials"}
@@ -34,27 +33,16 @@ def test_a_rate_limit_storage_gone_dark_fails_open_quickly(
         app, settings, redis_url, leak_registry, tmp_path, request):
     from redis.connection import parse_url
 
-    ns = Namespace()
-    request.addfinalizer(ns.close)
-    redis_link, web_link = ns.link(), ns.link()
     target = parse_url(redis_url)
-    forwarder = Forwarder(redis_link.host_ip, (target.get("host", "127.0.0.1"),
-                                               target.get("port", 6379)))
-    request.addfinalizer(forwarder.close)
-    host, port = forwarder.address
+    ns, redis_link, (host, port) = netns.path_to(
+        request, (target.get("host", "127.0.0.1"), target.get("port", 6379)))
 
     meta, secret = register(app, scope="a", default_scope="a")
     auth = (meta["client_id"], secret)
     inst = settings.replace(
         ratelimit_storage_url=f"redis://{host}:{port}/{target.get('db', 0)}",
         ratelimit_key_prefix=f"dark{port}", ratelimit_token=f"{LIMIT}/minute")
-    server = netns.Served(ns, web_link, inst, tmp_path / "serve.log")
-
-    def stop() -> None:
-        server.stop()
-        leak_registry.log_lines.append(server.log())
-
-    request.addfinalizer(stop)
+    server = netns.served(request, leak_registry, ns, inst, tmp_path / "serve.log")
 
     def token() -> tuple[int, float]:
         began = time.monotonic()

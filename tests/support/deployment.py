@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.live_server import stop_process
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 INIT = ["init"]
@@ -151,13 +153,8 @@ class Nginx:
         raise RuntimeError("nginx did not start")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, 10)
 
 
 def slow_clients(port: int, ca: Path, each: int) -> list:

@@ -19,8 +19,13 @@ import secrets
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import requests
+
+from tests.support.live_server import BIN, settings_env, stop_process
 
 
 def _ip(*args: str) -> None:
@@ -149,12 +154,6 @@ class Served:
     deployed behind a TLS proxy (an https issuer, one trusted hop); ready once built."""
 
     def __init__(self, ns: Namespace, link: Link, settings, log_path):
-        import time
-
-        import requests
-
-        from tests.support.live_server import BIN, settings_env
-
         self.base = f"http://{link.ns_ip}:{PORT}"
         self.log_path = log_path
         env = settings_env(settings.replace(issuer="https://auth.example.test",
@@ -177,22 +176,40 @@ class Served:
             time.sleep(0.2)
 
     def get(self, path: str, timeout: float = 90, **kw):
-        import requests
-
         return requests.get(self.base + path, headers=PROXIED, timeout=timeout, **kw)
 
     def post(self, path: str, timeout: float = 90, **kw):
-        import requests
-
         return requests.post(self.base + path, headers=PROXIED, timeout=timeout, **kw)
 
     def log(self) -> str:
         return Path(self.log_path).read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 30)
+
+
+# -- for a test: a path to cut, and the server behind it -------------------------------------
+
+def path_to(request, target: tuple[str, int]) -> tuple[Namespace, Link, tuple[str, int]]:
+    """A namespace for this test (removed at its end) and a link over which the namespace
+    reaches ``target`` of this host: (namespace, the link to cut, the address to use)."""
+    ns = Namespace()
+    request.addfinalizer(ns.close)
+    link = ns.link()
+    forwarder = Forwarder(link.host_ip, target)
+    request.addfinalizer(forwarder.close)
+    return ns, link, forwarder.address
+
+
+def served(request, leak_registry, ns: Namespace, settings, log_path) -> Served:
+    """``Served`` on a link of its own, stopped at the test's end, its log handed to the
+    secrets-in-logs check."""
+    server = Served(ns, ns.link(), settings, log_path)
+
+    def stop() -> None:
+        server.stop()
+        leak_registry.log_lines.append(server.log())
+
+    request.addfinalizer(stop)
+    return server
+
